@@ -1,0 +1,241 @@
+/* AMQP field tables to JSON and back, typed the way py-amqp expects. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+
+#define MAX_TABLE_DEPTH 32
+
+static int value_to_json(const amqp_field_value_t *value, int depth,
+                         json_t **out);
+
+static int table_to_object(const amqp_table_t *table, int depth,
+                           json_t **out)
+{
+    json_t *object = json_object();
+    if (object == NULL)
+        return CEL_ENOMEM;
+    for (int i = 0; i < table->num_entries; i++) {
+        const amqp_table_entry_t *entry = &table->entries[i];
+        char key[256];
+        size_t len = entry->key.len < sizeof key - 1 ? entry->key.len
+                                                      : sizeof key - 1;
+        memcpy(key, entry->key.bytes, len);
+        key[len] = '\0';
+        json_t *item;
+        int status = value_to_json(&entry->value, depth + 1, &item);
+        if (status != CEL_OK || json_object_set_new(object, key, item) != 0) {
+            json_decref(object);
+            return status != CEL_OK ? status : CEL_EINVALTASK;
+        }
+    }
+    *out = object;
+    return CEL_OK;
+}
+
+static int array_to_json(const amqp_array_t *array, int depth, json_t **out)
+{
+    json_t *list = json_array();
+    if (list == NULL)
+        return CEL_ENOMEM;
+    for (int i = 0; i < array->num_entries; i++) {
+        json_t *item;
+        int status = value_to_json(&array->entries[i], depth + 1, &item);
+        if (status != CEL_OK) {
+            json_decref(list);
+            return status;
+        }
+        json_array_append_new(list, item);
+    }
+    *out = list;
+    return CEL_OK;
+}
+
+static json_t *decimal_to_json(amqp_decimal_t decimal)
+{
+    double value = (double)(int32_t)decimal.value;
+    for (unsigned i = 0; i < decimal.decimals; i++)
+        value /= 10.0;
+    return json_real(value);
+}
+
+static int value_to_json(const amqp_field_value_t *value, int depth,
+                         json_t **out)
+{
+    if (depth > MAX_TABLE_DEPTH)
+        return CEL_EINVALTASK;
+    const amqp_field_value_t *v = value;
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        *out = json_boolean(v->value.boolean);
+        break;
+    case AMQP_FIELD_KIND_I8:
+        *out = json_integer(v->value.i8);
+        break;
+    case AMQP_FIELD_KIND_U8:
+        *out = json_integer(v->value.u8);
+        break;
+    case AMQP_FIELD_KIND_I16:
+        *out = json_integer(v->value.i16);
+        break;
+    case AMQP_FIELD_KIND_U16:
+        *out = json_integer(v->value.u16);
+        break;
+    case AMQP_FIELD_KIND_I32:
+        *out = json_integer(v->value.i32);
+        break;
+    case AMQP_FIELD_KIND_U32:
+        *out = json_integer(v->value.u32);
+        break;
+    case AMQP_FIELD_KIND_I64:
+        *out = json_integer(v->value.i64);
+        break;
+    case AMQP_FIELD_KIND_U64:
+        /* py-amqp writes Python ints beyond 32 bits as signed 64-bit under
+         * tag 'L', which rabbitmq-c names U64: read the bits back signed. */
+        *out = json_integer((json_int_t)(int64_t)v->value.u64);
+        break;
+    case AMQP_FIELD_KIND_F32:
+        *out = json_real(v->value.f32);
+        break;
+    case AMQP_FIELD_KIND_F64:
+        *out = json_real(v->value.f64);
+        break;
+    case AMQP_FIELD_KIND_DECIMAL:
+        *out = decimal_to_json(v->value.decimal);
+        break;
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        *out = json_integer((json_int_t)v->value.u64);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        *out = json_stringn(v->value.bytes.bytes, v->value.bytes.len);
+        if (*out == NULL)
+            return CEL_EINVALTASK; /* not UTF-8 */
+        return CEL_OK;
+    case AMQP_FIELD_KIND_VOID:
+        *out = json_null();
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        return array_to_json(&v->value.array, depth, out);
+    case AMQP_FIELD_KIND_TABLE:
+        return table_to_object(&v->value.table, depth, out);
+    default:
+        return CEL_EINVALTASK;
+    }
+    return *out ? CEL_OK : CEL_ENOMEM;
+}
+
+int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
+                       json_t **out, char *why, size_t why_len)
+{
+    *out = NULL;
+    if ((size_t)table->num_entries > max_headers) {
+        snprintf(why, why_len,
+                 "the message has %d headers, over the cap of %zu",
+                 table->num_entries, max_headers);
+        return CEL_ETOOMANY;
+    }
+    int status = table_to_object(table, 0, out);
+    if (status == CEL_EINVALTASK)
+        snprintf(why, why_len,
+                 "a header holds a value JSON cannot carry (text that is "
+                 "not UTF-8, or nesting deeper than %d)",
+                 MAX_TABLE_DEPTH);
+    return status;
+}
+
+static amqp_bytes_t pool_bytes(amqp_pool_t *pool, const char *text,
+                               size_t len)
+{
+    amqp_bytes_t bytes;
+    amqp_pool_alloc_bytes(pool, len, &bytes);
+    if (bytes.bytes != NULL)
+        memcpy(bytes.bytes, text, len);
+    return bytes;
+}
+
+static int json_to_value(json_t *value, amqp_pool_t *pool,
+                         amqp_field_value_t *out);
+
+static int json_to_array(json_t *list, amqp_pool_t *pool, amqp_array_t *out)
+{
+    size_t count = json_array_size(list);
+    out->num_entries = (int)count;
+    out->entries = amqp_pool_alloc(pool, sizeof *out->entries * (count + 1));
+    if (out->entries == NULL)
+        return CEL_ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        int status = json_to_value(json_array_get(list, i), pool,
+                                   &out->entries[i]);
+        if (status != CEL_OK)
+            return status;
+    }
+    return CEL_OK;
+}
+
+static int json_to_value(json_t *value, amqp_pool_t *pool,
+                         amqp_field_value_t *out)
+{
+    switch (json_typeof(value)) {
+    case JSON_STRING:
+        out->kind = AMQP_FIELD_KIND_UTF8;
+        out->value.bytes = pool_bytes(pool, json_string_value(value),
+                                      json_string_length(value));
+        return out->value.bytes.bytes || json_string_length(value) == 0
+                   ? CEL_OK
+                   : CEL_ENOMEM;
+    case JSON_INTEGER: {
+        json_int_t number = json_integer_value(value);
+        if (number >= INT32_MIN && number <= INT32_MAX) {
+            out->kind = AMQP_FIELD_KIND_I32;
+            out->value.i32 = (int32_t)number;
+        } else {
+            /* Tag 'L', which py-amqp reads as signed 64-bit. */
+            out->kind = AMQP_FIELD_KIND_U64;
+            out->value.u64 = (uint64_t)number;
+        }
+        return CEL_OK;
+    }
+    case JSON_REAL:
+        out->kind = AMQP_FIELD_KIND_F64;
+        out->value.f64 = json_real_value(value);
+        return CEL_OK;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        out->kind = AMQP_FIELD_KIND_BOOLEAN;
+        out->value.boolean = json_is_true(value);
+        return CEL_OK;
+    case JSON_NULL:
+        out->kind = AMQP_FIELD_KIND_VOID;
+        return CEL_OK;
+    case JSON_ARRAY:
+        out->kind = AMQP_FIELD_KIND_ARRAY;
+        return json_to_array(value, pool, &out->value.array);
+    case JSON_OBJECT:
+        out->kind = AMQP_FIELD_KIND_TABLE;
+        return cel__json_to_table(value, pool, &out->value.table);
+    }
+    return CEL_EINVAL;
+}
+
+int cel__json_to_table(json_t *object, amqp_pool_t *pool, amqp_table_t *out)
+{
+    size_t count = json_object_size(object);
+    out->num_entries = 0;
+    out->entries = amqp_pool_alloc(pool, sizeof *out->entries * (count + 1));
+    if (out->entries == NULL)
+        return CEL_ENOMEM;
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value) {
+        amqp_table_entry_t *entry = &out->entries[out->num_entries];
+        entry->key = pool_bytes(pool, key, strlen(key));
+        int status = json_to_value(value, pool, &entry->value);
+        if (status != CEL_OK)
+            return status;
+        out->num_entries++;
+    }
+    return CEL_OK;
+}

@@ -1,0 +1,315 @@
+/* AMQP 0-9-1 transport on rabbitmq-c: connect, declare, consume, publish. */
+#include <amqp_tcp_socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "broker.h"
+
+#define CHANNEL 1
+#define FRAME_MAX 131072
+
+struct cel__broker {
+    amqp_connection_state_t conn;
+    bool open;
+    char error[CEL__ERROR_LEN];
+};
+
+amqp_connection_state_t cel__broker_connection(cel__broker_t *broker)
+{
+    return broker->conn;
+}
+
+const char *cel__broker_error(const cel__broker_t *broker)
+{
+    return broker->error;
+}
+
+/* Describes a failed RPC reply; returns CEL_EINVAL for PRECONDITION_FAILED
+ * and ACCESS_REFUSED, which retrying cannot fix, else CEL_EBROKER. */
+static int reply_error(cel__broker_t *broker, amqp_rpc_reply_t reply,
+                       const char *what)
+{
+    int status = CEL_EBROKER;
+    switch (reply.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return CEL_OK;
+    case AMQP_RESPONSE_NONE:
+        cel__set_error(broker->error, "%s: no reply from the broker", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        cel__set_error(broker->error, "%s: %s", what,
+                       amqp_error_string2(reply.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION: {
+        uint16_t code = 0;
+        amqp_bytes_t text = {0, NULL};
+        if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *close = reply.reply.decoded;
+            code = close->reply_code;
+            text = close->reply_text;
+            amqp_send_method(broker->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+                             &(amqp_connection_close_ok_t){0});
+            broker->open = false;
+        } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *close = reply.reply.decoded;
+            code = close->reply_code;
+            text = close->reply_text;
+            amqp_send_method(broker->conn, CHANNEL,
+                             AMQP_CHANNEL_CLOSE_OK_METHOD,
+                             &(amqp_channel_close_ok_t){0});
+        }
+        cel__set_error(broker->error, "%s: broker closed the %s: %u %.*s",
+                       what,
+                       reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD
+                           ? "connection"
+                           : "channel",
+                       code, (int)text.len, (const char *)text.bytes);
+        if (code == AMQP_PRECONDITION_FAILED || code == AMQP_ACCESS_REFUSED ||
+            code == AMQP_NOT_ALLOWED)
+            status = CEL_EINVAL;
+        break;
+    }
+    }
+    return status;
+}
+
+static int check_reply(cel__broker_t *broker, const char *what)
+{
+    return reply_error(broker, amqp_get_rpc_reply(broker->conn), what);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes `text` in place. Returns -1 on a broken escape. */
+static int percent_decode(char *text)
+{
+    char *out = text;
+    for (char *in = text; *in != '\0'; in++) {
+        if (*in != '%') {
+            *out++ = *in;
+            continue;
+        }
+        int high = hex_value(in[1]);
+        int low = high >= 0 ? hex_value(in[2]) : -1;
+        if (low < 0)
+            return -1;
+        *out++ = (char)(high * 16 + low);
+        in += 2;
+    }
+    *out = '\0';
+    return 0;
+}
+
+/*
+ * Splits a broker URL into the part rabbitmq-c parses (scheme, user,
+ * password, host, port) and the vhost, which kombu takes from the path:
+ * "amqp://host//" and "amqp://host" both mean vhost "/". Accepts Celery's
+ * pyamqp:// alias.
+ */
+static char *split_url(const char *url, char **vhost)
+{
+    const char *rest;
+    if (strncmp(url, "pyamqp://", 9) == 0)
+        rest = url + 9;
+    else if (strncmp(url, "amqp://", 7) == 0)
+        rest = url + 7;
+    else
+        return NULL;
+    const char *slash = strchr(rest, '/');
+    size_t authority = slash ? (size_t)(slash - rest) : strlen(rest);
+    char *normal = NULL;
+    if (asprintf(&normal, "amqp://%.*s", (int)authority, rest) < 0)
+        return NULL;
+    *vhost = strdup(slash && slash[1] ? slash + 1 : "/");
+    if (*vhost == NULL || percent_decode(*vhost) != 0) {
+        free(*vhost);
+        free(normal);
+        return NULL;
+    }
+    return normal;
+}
+
+int cel__broker_connect(const char *url, int heartbeat, double timeout,
+                        cel__broker_t **out, char *error)
+{
+    *out = NULL;
+    char *vhost = NULL;
+    char *normal = url ? split_url(url, &vhost) : NULL;
+    struct amqp_connection_info info;
+    if (normal == NULL || amqp_parse_url(normal, &info) != AMQP_STATUS_OK) {
+        cel__set_error(error,
+                       "invalid broker URL: expected "
+                       "amqp://user:password@host:port/vhost");
+        free(normal);
+        free(vhost);
+        return CEL_EINVAL;
+    }
+
+    cel__broker_t *broker = calloc(1, sizeof *broker);
+    int status = CEL_EBROKER;
+    if (broker == NULL || (broker->conn = amqp_new_connection()) == NULL) {
+        status = CEL_ENOMEM;
+        goto fail;
+    }
+    amqp_socket_t *socket = amqp_tcp_socket_new(broker->conn);
+    struct timeval tv = {(time_t)timeout,
+                         (suseconds_t)((timeout - (long)timeout) * 1e6)};
+    int rc = socket ? amqp_socket_open_noblock(socket, info.host, info.port,
+                                               &tv)
+                    : AMQP_STATUS_NO_MEMORY;
+    if (rc != AMQP_STATUS_OK) {
+        cel__set_error(broker->error, "cannot connect to %s:%d: %s",
+                       info.host, info.port, amqp_error_string2(rc));
+        goto fail;
+    }
+    amqp_set_handshake_timeout(broker->conn, &tv);
+    amqp_rpc_reply_t login =
+        amqp_login(broker->conn, vhost, 0, FRAME_MAX, heartbeat,
+                   AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+    if ((status = reply_error(broker, login, "login")) != CEL_OK)
+        goto fail;
+    broker->open = true;
+    amqp_channel_open(broker->conn, CHANNEL);
+    if ((status = check_reply(broker, "channel.open")) != CEL_OK)
+        goto fail;
+    free(normal);
+    free(vhost);
+    *out = broker;
+    return CEL_OK;
+
+fail:
+    if (broker != NULL)
+        cel__set_error(error, "%s@%s:%d%s: %s", info.user, info.host,
+                       info.port, vhost, broker->error);
+    else
+        cel__set_error(error, "out of memory");
+    cel__broker_free(broker);
+    free(normal);
+    free(vhost);
+    return status == CEL_OK ? CEL_EBROKER : status;
+}
+
+void cel__broker_free(cel__broker_t *broker)
+{
+    if (broker == NULL)
+        return;
+    if (broker->conn != NULL) {
+        if (broker->open) {
+            amqp_channel_close(broker->conn, CHANNEL, AMQP_REPLY_SUCCESS);
+            amqp_connection_close(broker->conn, AMQP_REPLY_SUCCESS);
+        }
+        amqp_destroy_connection(broker->conn);
+    }
+    free(broker);
+}
+
+int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue)
+{
+    amqp_bytes_t name = amqp_cstring_bytes(queue);
+    amqp_exchange_declare(broker->conn, CHANNEL, name,
+                          amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    int status = check_reply(broker, "exchange.declare");
+    if (status != CEL_OK)
+        return status;
+    amqp_queue_declare(broker->conn, CHANNEL, name, 0, 1, 0, 0,
+                       amqp_empty_table);
+    if ((status = check_reply(broker, "queue.declare")) != CEL_OK)
+        return status;
+    amqp_queue_bind(broker->conn, CHANNEL, name, name, name,
+                    amqp_empty_table);
+    return check_reply(broker, "queue.bind");
+}
+
+int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count)
+{
+    /* global=true, as Celery sends it to RabbitMQ 3.3 and later. */
+    amqp_basic_qos(broker->conn, CHANNEL, 0, prefetch_count, 1);
+    return check_reply(broker, "basic.qos");
+}
+
+int cel__broker_consume(cel__broker_t *broker, const char *queue)
+{
+    amqp_basic_consume(broker->conn, CHANNEL, amqp_cstring_bytes(queue),
+                       amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    return check_reply(broker, "basic.consume");
+}
+
+static int write_status(cel__broker_t *broker, int rc, const char *what)
+{
+    if (rc == AMQP_STATUS_OK)
+        return CEL_OK;
+    cel__set_error(broker->error, "%s: %s", what, amqp_error_string2(rc));
+    return CEL_EBROKER;
+}
+
+int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)
+{
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof props);
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+                   AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                   AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.content_encoding = amqp_cstring_bytes("utf-8");
+    props.delivery_mode = (uint8_t)msg->delivery_mode;
+    if (msg->priority >= 0) {
+        props._flags |= AMQP_BASIC_PRIORITY_FLAG;
+        props.priority = (uint8_t)msg->priority;
+    }
+    if (msg->correlation_id != NULL) {
+        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props.correlation_id = amqp_cstring_bytes(msg->correlation_id);
+    }
+    if (msg->reply_to != NULL) {
+        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        props.reply_to = amqp_cstring_bytes(msg->reply_to);
+    }
+    if (msg->expiration != NULL) {
+        props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props.expiration = amqp_cstring_bytes(msg->expiration);
+    }
+
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    int status = CEL_OK;
+    if (msg->headers != NULL) {
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        status = cel__json_to_table(msg->headers, &pool, &props.headers);
+    }
+    if (status == CEL_OK) {
+        amqp_bytes_t body = {msg->body_len, (void *)msg->body};
+        int rc = amqp_basic_publish(
+            broker->conn, CHANNEL, amqp_cstring_bytes(msg->exchange),
+            amqp_cstring_bytes(msg->routing_key), 0, 0, &props, body);
+        status = write_status(broker, rc, "basic.publish");
+    }
+    empty_amqp_pool(&pool);
+    return status;
+}
+
+int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag)
+{
+    return write_status(broker,
+                        amqp_basic_ack(broker->conn, CHANNEL, delivery_tag, 0),
+                        "basic.ack");
+}
+
+int cel__broker_reject(cel__broker_t *broker, uint64_t delivery_tag,
+                       bool requeue)
+{
+    return write_status(
+        broker, amqp_basic_reject(broker->conn, CHANNEL, delivery_tag, requeue),
+        "basic.reject");
+}

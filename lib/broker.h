@@ -1,0 +1,69 @@
+/* AMQP 0-9-1 transport on rabbitmq-c. Internal. */
+#ifndef CELERIAC_LIB_BROKER_H
+#define CELERIAC_LIB_BROKER_H
+
+#include <amqp.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct cel__broker cel__broker_t;
+
+/* Message properties for a publish. NULL strings are left out. */
+typedef struct cel__publish {
+    const char *exchange;
+    const char *routing_key;
+    const char *correlation_id;
+    const char *reply_to;
+    const char *expiration;
+    int delivery_mode; /* 1 transient, 2 persistent */
+    int priority;      /* -1 leaves the property out */
+    json_t *headers;   /* borrowed object or NULL */
+    const void *body;
+    size_t body_len;
+} cel__publish_t;
+
+/*
+ * Connects to an amqp:// URL (user, password and vhost percent-decoded,
+ * vhost "/" when the path is empty or "/"), logs in and opens channel 1.
+ * On failure returns CEL_EBROKER or CEL_EINVAL with the reason in `error`
+ * (CEL__ERROR_LEN bytes).
+ */
+int cel__broker_connect(const char *url, int heartbeat, double timeout,
+                        cel__broker_t **out, char *error);
+
+/* Closes the connection (when still open) and frees. NULL is a no-op. */
+void cel__broker_free(cel__broker_t *broker);
+
+/* Declares exchange, queue and binding exactly as Celery does for a task
+ * queue: durable direct exchange and durable queue of the same name. */
+int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue);
+
+int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count);
+int cel__broker_consume(cel__broker_t *broker, const char *queue);
+int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg);
+int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag);
+int cel__broker_reject(cel__broker_t *broker, uint64_t delivery_tag,
+                       bool requeue);
+
+/* Text of the last failure, with the AMQP reply code when the broker closed
+ * the channel or connection. Borrowed. */
+const char *cel__broker_error(const cel__broker_t *broker);
+
+amqp_connection_state_t cel__broker_connection(cel__broker_t *broker);
+
+/*
+ * Converts received headers to a JSON object (new reference). Fails with
+ * CEL_ETOOMANY past max_headers keys and CEL_EINVALTASK for values JSON
+ * cannot carry (text that is not UTF-8, nesting past 32 levels).
+ */
+int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
+                       json_t **out, char *why, size_t why_len);
+
+/* Converts a JSON object to an AMQP table allocated from `pool`, with the
+ * field types py-amqp reads back as the same Python values. */
+int cel__json_to_table(json_t *object, amqp_pool_t *pool, amqp_table_t *out);
+
+#endif

@@ -1,0 +1,115 @@
+/* Shared internals of the runtime library. Names carry the cel__ prefix. */
+#ifndef CELERIAC_LIB_INTERNAL_H
+#define CELERIAC_LIB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "celeriac/celeriac.h"
+#include "protocol.h"
+
+#define CEL__ERROR_LEN 512
+
+/* Settings by their Celery names; the table in settings.c lists them all. */
+typedef struct cel__settings {
+    char *broker_url;
+    char *result_backend;
+    char *task_default_queue;
+    char *worker_pool;
+    bool task_acks_late;
+    bool task_acks_on_failure_or_timeout;
+    bool task_ignore_result;
+    bool task_track_started;
+    bool worker_send_task_events;
+    bool broker_connection_retry;
+    bool result_persistent;
+    int worker_prefetch_multiplier;
+    int worker_concurrency;
+    int broker_heartbeat;
+    int broker_connection_max_retries;
+    double broker_connection_timeout;
+    double task_time_limit;
+    double task_soft_time_limit;
+    int result_expires;
+    int max_body_size;  /* celeriac_max_body_size, bytes */
+    int max_headers;    /* celeriac_max_headers */
+    int max_json_depth; /* celeriac_max_json_depth */
+} cel__settings_t;
+
+struct cel_task {
+    char *name;
+    cel_task_fn fn;
+    int acks_late; /* -1 follows task_acks_late, else 0 or 1 */
+    int ignore_result;
+    int max_retries; /* negative: no limit */
+    double default_retry_delay;
+    double time_limit;
+    double soft_time_limit;
+    void *user_data;
+};
+
+struct cel_app {
+    cel__settings_t settings;
+    cel_task_t **tasks;
+    size_t task_count;
+    size_t task_cap;
+    void **modules; /* dlopen handles */
+    size_t module_count;
+    cel_log_fn log_fn;
+    void *log_user;
+    char last_error[CEL__ERROR_LEN];
+};
+
+void cel__settings_init(cel__settings_t *settings);
+void cel__settings_free(cel__settings_t *settings);
+
+/* Looks a task up by name. Returns NULL when it is not registered. */
+cel_task_t *cel__app_find_task(const cel_app_t *app, const char *name);
+
+void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void cel__set_error(char *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Seconds since the epoch, with microseconds. */
+double cel__now(void);
+/* Seconds from an arbitrary start, never going back. */
+double cel__monotonic(void);
+
+/* How a task run ended. */
+typedef enum cel__outcome {
+    CEL__OUTCOME_SUCCESS,
+    CEL__OUTCOME_FAILURE,
+    CEL__OUTCOME_RETRY,
+} cel__outcome_t;
+
+/* A message received from the broker and decoded, waiting or running. */
+typedef struct cel__request {
+    cel__task_message_t msg;
+    uint64_t delivery_tag;
+    uint64_t connection_epoch; /* which connection the tag belongs to */
+    char *exchange;
+    char *routing_key;
+    bool redelivered;
+    cel_task_t *task;
+} cel__request_t;
+
+void cel__request_free(cel__request_t *request);
+
+struct cel_context {
+    const cel__request_t *request;
+    const char *hostname;
+    double soft_deadline; /* monotonic seconds; 0 = none */
+    cel__outcome_t outcome;
+    bool outcome_set;
+    char *exc_type;
+    char *exc_module;
+    char *exc_message;
+    double countdown; /* retry; negative = the task's default delay */
+};
+
+void cel__context_clear(cel_context_t *ctx);
+
+#endif

@@ -1,0 +1,217 @@
+/* Settings by their Celery names, with Celery's defaults. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+typedef enum { KIND_STRING, KIND_BOOL, KIND_INT, KIND_FLOAT } setting_kind_t;
+
+typedef struct setting {
+    const char *name;
+    setting_kind_t kind;
+    size_t offset;
+    const char *default_value; /* NULL: unset (None) */
+} setting_t;
+
+#define FIELD(name) offsetof(cel__settings_t, name)
+
+static const setting_t SETTINGS[] = {
+    {"broker_url", KIND_STRING, FIELD(broker_url),
+     "amqp://guest:guest@localhost:5672//"},
+    {"result_backend", KIND_STRING, FIELD(result_backend), NULL},
+    {"task_default_queue", KIND_STRING, FIELD(task_default_queue), "celery"},
+    {"worker_pool", KIND_STRING, FIELD(worker_pool), "prefork"},
+    {"task_acks_late", KIND_BOOL, FIELD(task_acks_late), "false"},
+    {"task_acks_on_failure_or_timeout", KIND_BOOL,
+     FIELD(task_acks_on_failure_or_timeout), "true"},
+    {"task_ignore_result", KIND_BOOL, FIELD(task_ignore_result), "false"},
+    {"task_track_started", KIND_BOOL, FIELD(task_track_started), "false"},
+    {"worker_send_task_events", KIND_BOOL, FIELD(worker_send_task_events),
+     "false"},
+    {"broker_connection_retry", KIND_BOOL, FIELD(broker_connection_retry),
+     "true"},
+    {"result_persistent", KIND_BOOL, FIELD(result_persistent), "false"},
+    {"worker_prefetch_multiplier", KIND_INT,
+     FIELD(worker_prefetch_multiplier), "4"},
+    /* 0 means the number of CPUs, as Celery's default does. */
+    {"worker_concurrency", KIND_INT, FIELD(worker_concurrency), "0"},
+    {"broker_heartbeat", KIND_INT, FIELD(broker_heartbeat), "120"},
+    {"broker_connection_max_retries", KIND_INT,
+     FIELD(broker_connection_max_retries), "100"},
+    {"broker_connection_timeout", KIND_FLOAT,
+     FIELD(broker_connection_timeout), "4.0"},
+    {"task_time_limit", KIND_FLOAT, FIELD(task_time_limit), "0"},
+    {"task_soft_time_limit", KIND_FLOAT, FIELD(task_soft_time_limit), "0"},
+    {"result_expires", KIND_INT, FIELD(result_expires), "86400"},
+    {"celeriac_max_body_size", KIND_INT, FIELD(max_body_size), "134217728"},
+    {"celeriac_max_headers", KIND_INT, FIELD(max_headers), "256"},
+    {"celeriac_max_json_depth", KIND_INT, FIELD(max_json_depth), "128"},
+};
+
+#define SETTING_COUNT (sizeof SETTINGS / sizeof SETTINGS[0])
+
+static const setting_t *find_setting(const char *name)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        if (strcasecmp(SETTINGS[i].name, name) == 0)
+            return &SETTINGS[i];
+    return NULL;
+}
+
+static int parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_int(const char *text, int *out)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < INT_MIN ||
+        value > INT_MAX)
+        return -1;
+    *out = (int)value;
+    return 0;
+}
+
+static int parse_float(const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value))
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static bool is_none(const char *text)
+{
+    return text == NULL || strcasecmp(text, "none") == 0 ||
+           strcasecmp(text, "null") == 0;
+}
+
+static int apply(cel__settings_t *settings, const setting_t *setting,
+                 const char *text)
+{
+    void *field = (char *)settings + setting->offset;
+    switch (setting->kind) {
+    case KIND_STRING: {
+        char *copy = NULL;
+        if (!is_none(text) && text[0] != '\0' &&
+            (copy = strdup(text)) == NULL)
+            return CEL_ENOMEM;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return CEL_OK;
+    }
+    case KIND_BOOL:
+        return parse_bool(text, field) == 0 ? CEL_OK : CEL_EINVAL;
+    case KIND_INT:
+        if (is_none(text)) {
+            *(int *)field = 0;
+            return CEL_OK;
+        }
+        return parse_int(text, field) == 0 ? CEL_OK : CEL_EINVAL;
+    case KIND_FLOAT:
+        if (is_none(text)) {
+            *(double *)field = 0;
+            return CEL_OK;
+        }
+        return parse_float(text, field) == 0 ? CEL_OK : CEL_EINVAL;
+    }
+    return CEL_EINVAL;
+}
+
+void cel__settings_init(cel__settings_t *settings)
+{
+    memset(settings, 0, sizeof *settings);
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        apply(settings, &SETTINGS[i], SETTINGS[i].default_value);
+}
+
+void cel__settings_free(cel__settings_t *settings)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        if (SETTINGS[i].kind == KIND_STRING) {
+            char **field = (char **)((char *)settings + SETTINGS[i].offset);
+            free(*field);
+            *field = NULL;
+        }
+}
+
+static const char *kind_name(setting_kind_t kind)
+{
+    switch (kind) {
+    case KIND_BOOL:
+        return "true or false";
+    case KIND_INT:
+        return "an integer";
+    case KIND_FLOAT:
+        return "a number";
+    default:
+        return "text";
+    }
+}
+
+int cel_app_set(cel_app_t *app, const char *name, const char *value)
+{
+    const setting_t *setting = find_setting(name);
+    if (setting == NULL) {
+        cel__set_error(app->last_error, "unknown setting %s", name);
+        return CEL_ENOTFOUND;
+    }
+    int status = apply(&app->settings, setting, value);
+    if (status == CEL_EINVAL)
+        cel__set_error(app->last_error,
+                       "invalid value '%s' for setting %s: expected %s",
+                       value ? value : "", setting->name,
+                       kind_name(setting->kind));
+    return status;
+}
+
+int cel_app_get(const cel_app_t *app, const char *name, char *buf,
+                size_t buf_len)
+{
+    const setting_t *setting = find_setting(name);
+    if (setting == NULL)
+        return CEL_ENOTFOUND;
+    const void *field = (const char *)&app->settings + setting->offset;
+    switch (setting->kind) {
+    case KIND_STRING: {
+        const char *text = *(char *const *)field;
+        snprintf(buf, buf_len, "%s", text ? text : "None");
+        break;
+    }
+    case KIND_BOOL:
+        snprintf(buf, buf_len, "%s", *(const bool *)field ? "true" : "false");
+        break;
+    case KIND_INT:
+        snprintf(buf, buf_len, "%d", *(const int *)field);
+        break;
+    case KIND_FLOAT:
+        snprintf(buf, buf_len, "%g", *(const double *)field);
+        break;
+    }
+    return CEL_OK;
+}

@@ -1,0 +1,533 @@
+/* The worker loop: connect, declare, consume, hold ETA tasks, reconnect. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker_internal.h"
+
+#define POLL_SECONDS 0.25
+#define PREFETCH_COUNT_MAX 65535
+#define RECONNECT_MAX_DELAY 10.0
+
+cel_worker_t *cel_worker_new(cel_app_t *app)
+{
+    cel_worker_t *worker = calloc(1, sizeof *worker);
+    if (worker == NULL)
+        return NULL;
+    worker->app = app;
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    if (asprintf(&worker->nodename, "celery@%s", host) < 0) {
+        free(worker);
+        return NULL;
+    }
+    return worker;
+}
+
+void cel_worker_free(cel_worker_t *worker)
+{
+    if (worker == NULL)
+        return;
+    cel__eta_clear(&worker->eta);
+    cel__broker_free(worker->broker);
+    for (size_t i = 0; i < worker->queue_count; i++)
+        free(worker->queues[i]);
+    free(worker->queues);
+    free(worker->nodename);
+    free(worker);
+}
+
+int cel_worker_set_nodename(cel_worker_t *worker, const char *nodename)
+{
+    char *copy = strdup(nodename);
+    if (copy == NULL)
+        return CEL_ENOMEM;
+    free(worker->nodename);
+    worker->nodename = copy;
+    return CEL_OK;
+}
+
+int cel_worker_add_queue(cel_worker_t *worker, const char *queue)
+{
+    if (queue == NULL || queue[0] == '\0')
+        return CEL_EINVAL;
+    char **grown = realloc(worker->queues,
+                           (worker->queue_count + 1) * sizeof *grown);
+    if (grown == NULL)
+        return CEL_ENOMEM;
+    worker->queues = grown;
+    if ((grown[worker->queue_count] = strdup(queue)) == NULL)
+        return CEL_ENOMEM;
+    worker->queue_count++;
+    return CEL_OK;
+}
+
+void cel_worker_stop(cel_worker_t *worker)
+{
+    worker->stop_requested = 1;
+}
+
+const char *cel_worker_last_error(const cel_worker_t *worker)
+{
+    return worker->last_error;
+}
+
+void cel__ack(cel_worker_t *worker, const cel__request_t *request)
+{
+    if (request->connection_epoch != worker->connection_epoch ||
+        worker->broker == NULL)
+        return;
+    if (cel__broker_ack(worker->broker, request->delivery_tag) != CEL_OK)
+        cel__log(worker->app, CEL_LOG_ERROR, "Cannot ack task %s: %s",
+                 request->msg.id, cel__broker_error(worker->broker));
+}
+
+void cel__reject(cel_worker_t *worker, const cel__request_t *request,
+                 bool requeue)
+{
+    if (request->connection_epoch != worker->connection_epoch ||
+        worker->broker == NULL)
+        return;
+    if (cel__broker_reject(worker->broker, request->delivery_tag, requeue) !=
+        CEL_OK)
+        cel__log(worker->app, CEL_LOG_ERROR, "Cannot reject task %s: %s",
+                 request->msg.id, cel__broker_error(worker->broker));
+}
+
+/* ---- prefetch ----------------------------------------------------------- */
+
+/* Tells the broker the prefetch count when it changed: the base count plus
+ * one for every ETA task held, so due tasks never wait behind them. */
+static int update_prefetch(cel_worker_t *worker)
+{
+    int wanted = 0;
+    if (worker->base_prefetch > 0) {
+        long total = (long)worker->base_prefetch + (long)worker->eta.count;
+        wanted = total > PREFETCH_COUNT_MAX ? 0 : (int)total;
+    }
+    if (wanted == worker->applied_prefetch)
+        return CEL_OK;
+    int status = cel__broker_qos(worker->broker, (uint16_t)wanted);
+    if (status == CEL_OK)
+        worker->applied_prefetch = wanted;
+    return status;
+}
+
+static int effective_concurrency(const cel_worker_t *worker)
+{
+    const cel__settings_t *settings = &worker->app->settings;
+    if (settings->worker_pool && strcmp(settings->worker_pool, "solo") == 0)
+        return 1;
+    if (settings->worker_concurrency > 0)
+        return settings->worker_concurrency;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (int)cpus : 1;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static char *bytes_dup(amqp_bytes_t bytes)
+{
+    char *text = malloc(bytes.len + 1);
+    if (text != NULL) {
+        memcpy(text, bytes.bytes, bytes.len);
+        text[bytes.len] = '\0';
+    }
+    return text;
+}
+
+/* Copies a short-string property, or NULL when the flag is not set. */
+static char *property(const amqp_basic_properties_t *props, int flag,
+                      amqp_bytes_t value)
+{
+    return props->_flags & flag ? bytes_dup(value) : NULL;
+}
+
+static void drop_undecodable(cel_worker_t *worker, cel__request_t *request,
+                             const char *why)
+{
+    const cel__task_message_t *msg = &request->msg;
+    cel__log(worker->app, CEL_LOG_WARNING,
+             "Dropping undecodable message for task %s[%s] (acked): %s",
+             msg->task ? msg->task : "?", msg->id ? msg->id : "?", why);
+    if (msg->id != NULL)
+        cel__store_exception(worker, msg, "FAILURE", "DecodeError",
+                             "kombu.exceptions", why, NULL);
+    cel__ack(worker, request);
+}
+
+static void reject_invalid(cel_worker_t *worker, cel__request_t *request,
+                           const char *why)
+{
+    const cel__task_message_t *msg = &request->msg;
+    cel__log(worker->app, CEL_LOG_WARNING,
+             "Rejecting invalid task message %s[%s] (not requeued): %s",
+             msg->task ? msg->task : "?", msg->id ? msg->id : "?", why);
+    cel__reject(worker, request, false);
+}
+
+static void reject_unregistered(cel_worker_t *worker, cel__request_t *request)
+{
+    const cel__task_message_t *msg = &request->msg;
+    cel__log(worker->app, CEL_LOG_WARNING,
+             "Rejecting task %s (not requeued): task '%s' is not "
+             "registered in this worker",
+             msg->id, msg->task);
+    cel__store_exception(worker, msg, "FAILURE", "NotRegistered",
+                         "celery.exceptions", msg->task, NULL);
+    cel__reject(worker, request, false);
+}
+
+void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request)
+{
+    const cel__task_message_t *msg = &request->msg;
+    cel__log(worker->app, CEL_LOG_WARNING,
+             "Discarding expired task %s[%s] (acked): it expired at %s",
+             msg->task, msg->id, msg->expires);
+    cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
+                         "celery.exceptions", "expired", NULL);
+    cel__ack(worker, request);
+}
+
+static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
+                           cel__request_t *request, char *why,
+                           size_t why_len)
+{
+    const amqp_basic_properties_t *props = &envelope->message.properties;
+    json_t *headers = NULL;
+    int status = CEL_OK;
+    if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
+        status = cel__table_to_json(&props->headers,
+                                    worker->limits.max_headers, &headers, why,
+                                    why_len);
+
+    char *content_type = property(props, AMQP_BASIC_CONTENT_TYPE_FLAG,
+                                  props->content_type);
+    char *correlation_id = property(props, AMQP_BASIC_CORRELATION_ID_FLAG,
+                                    props->correlation_id);
+    char *reply_to = property(props, AMQP_BASIC_REPLY_TO_FLAG,
+                              props->reply_to);
+    cel__wire_message_t wire = {
+        .content_type = content_type,
+        .correlation_id = correlation_id,
+        .reply_to = reply_to,
+        .priority = props->_flags & AMQP_BASIC_PRIORITY_FLAG ? props->priority
+                                                              : -1,
+        .headers = headers,
+        .body = envelope->message.body.bytes,
+        .body_len = envelope->message.body.len,
+    };
+    if (status == CEL_OK) {
+        status = cel__task_decode(&wire, &worker->limits, &request->msg, why,
+                                  why_len);
+    } else {
+        memset(&request->msg, 0, sizeof request->msg);
+        request->msg.id = correlation_id ? strdup(correlation_id) : NULL;
+    }
+    free(content_type);
+    free(correlation_id);
+    free(reply_to);
+    json_decref(headers);
+    return status;
+}
+
+static void log_received(cel_worker_t *worker, const cel__request_t *request)
+{
+    const cel__task_message_t *msg = &request->msg;
+    if (msg->eta != NULL)
+        cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] received, ETA %s",
+                 msg->task, msg->id, msg->eta);
+    else
+        cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] received",
+                 msg->task, msg->id);
+}
+
+/* Decides what to do with one delivery and does it. Takes the envelope's
+ * contents; the caller destroys the envelope. */
+static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
+{
+    cel__request_t *request = calloc(1, sizeof *request);
+    if (request == NULL) {
+        /* Nothing can be done without memory; the broker keeps it. */
+        cel__broker_reject(worker->broker, envelope->delivery_tag, true);
+        return;
+    }
+    request->delivery_tag = envelope->delivery_tag;
+    request->connection_epoch = worker->connection_epoch;
+    request->redelivered = envelope->redelivered;
+    request->exchange = bytes_dup(envelope->exchange);
+    request->routing_key = bytes_dup(envelope->routing_key);
+
+    char why[512];
+    int status = decode_delivery(worker, envelope, request, why, sizeof why);
+    if (status == CEL_EDECODE || status == CEL_ETOODEEP) {
+        drop_undecodable(worker, request, why);
+        goto done;
+    }
+    if (status != CEL_OK) {
+        reject_invalid(worker, request, why);
+        goto done;
+    }
+    request->task = cel__app_find_task(worker->app, request->msg.task);
+    if (request->task == NULL) {
+        reject_unregistered(worker, request);
+        goto done;
+    }
+    if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts) {
+        cel__revoke_expired(worker, request);
+        goto done;
+    }
+    log_received(worker, request);
+    if (request->msg.eta != NULL && request->msg.eta_ts > cel__now()) {
+        if (cel__eta_push(&worker->eta, request) == CEL_OK) {
+            update_prefetch(worker);
+            return;
+        }
+    }
+    cel__execute(worker, request);
+    return;
+
+done:
+    cel__request_free(request);
+}
+
+/* Runs every held ETA task that is due. */
+static void run_due(cel_worker_t *worker)
+{
+    bool ran = false;
+    cel__request_t *next;
+    while ((next = cel__eta_peek(&worker->eta)) != NULL &&
+           next->msg.eta_ts <= cel__now() && !worker->stop_requested) {
+        cel__execute(worker, cel__eta_pop(&worker->eta));
+        ran = true;
+    }
+    if (ran && worker->broker != NULL)
+        update_prefetch(worker);
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+/* Handles a frame that is not a delivery. Returns CEL_EBROKER when the
+ * broker closed the channel or the connection. */
+static int handle_other_frame(cel_worker_t *worker)
+{
+    amqp_connection_state_t conn = cel__broker_connection(worker->broker);
+    amqp_frame_t frame;
+    if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK)
+        return CEL_EBROKER;
+    if (frame.frame_type != AMQP_FRAME_METHOD)
+        return CEL_OK;
+    switch (frame.payload.method.id) {
+    case AMQP_BASIC_RETURN_METHOD: {
+        amqp_message_t message;
+        amqp_rpc_reply_t reply = amqp_read_message(conn, frame.channel,
+                                                   &message, 0);
+        if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+            return CEL_EBROKER;
+        amqp_destroy_message(&message);
+        return CEL_OK;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_t *close = frame.payload.method.decoded;
+        cel__set_error(worker->last_error, "broker closed the channel: %u %.*s",
+                       close->reply_code, (int)close->reply_text.len,
+                       (const char *)close->reply_text.bytes);
+        return CEL_EBROKER;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_connection_close_t *close = frame.payload.method.decoded;
+        cel__set_error(worker->last_error,
+                       "broker closed the connection: %u %.*s",
+                       close->reply_code, (int)close->reply_text.len,
+                       (const char *)close->reply_text.bytes);
+        return CEL_EBROKER;
+    }
+    default:
+        return CEL_OK;
+    }
+}
+
+static double next_wait(const cel_worker_t *worker)
+{
+    double wait = POLL_SECONDS;
+    const cel__request_t *next = cel__eta_peek(&worker->eta);
+    if (next != NULL) {
+        double until = next->msg.eta_ts - cel__now();
+        if (until < wait)
+            wait = until > 0 ? until : 0;
+    }
+    return wait;
+}
+
+/* Consumes until a stop request (returns 0) or a broker failure. */
+static int consume_loop(cel_worker_t *worker)
+{
+    amqp_connection_state_t conn = cel__broker_connection(worker->broker);
+    while (!worker->stop_requested) {
+        run_due(worker);
+        double wait = next_wait(worker);
+        struct timeval tv = {(time_t)wait,
+                             (suseconds_t)((wait - floor(wait)) * 1e6)};
+        amqp_envelope_t envelope;
+        amqp_maybe_release_buffers(conn);
+        amqp_rpc_reply_t reply = amqp_consume_message(conn, &envelope, &tv, 0);
+        if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
+            handle_delivery(worker, &envelope);
+            amqp_destroy_envelope(&envelope);
+            continue;
+        }
+        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            reply.library_error == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            reply.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            if (handle_other_frame(worker) != CEL_OK)
+                return CEL_EBROKER;
+            continue;
+        }
+        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+            cel__set_error(worker->last_error, "connection to broker lost: %s",
+                           amqp_error_string2(reply.library_error));
+        return CEL_EBROKER;
+    }
+    return CEL_OK;
+}
+
+/* Connects, declares every queue, sets QoS and starts the consumers. */
+static int open_session(cel_worker_t *worker)
+{
+    const cel__settings_t *settings = &worker->app->settings;
+    int status = cel__broker_connect(
+        settings->broker_url, settings->broker_heartbeat,
+        settings->broker_connection_timeout, &worker->broker,
+        worker->last_error);
+    if (status != CEL_OK)
+        return status;
+    worker->connection_epoch++;
+    worker->applied_prefetch = -1;
+    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
+        status = cel__broker_declare_task_queue(worker->broker,
+                                                worker->queues[i]);
+    if (status == CEL_OK)
+        status = update_prefetch(worker);
+    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
+        status = cel__broker_consume(worker->broker, worker->queues[i]);
+    if (status != CEL_OK) {
+        cel__set_error(worker->last_error, "%s",
+                       cel__broker_error(worker->broker));
+        cel__broker_free(worker->broker);
+        worker->broker = NULL;
+    }
+    return status;
+}
+
+static void close_session(cel_worker_t *worker)
+{
+    /* Held ETA messages go back to the queue when the connection closes. */
+    cel__eta_clear(&worker->eta);
+    cel__broker_free(worker->broker);
+    worker->broker = NULL;
+}
+
+static void sleep_unless_stopped(cel_worker_t *worker, double seconds)
+{
+    double end = cel__monotonic() + seconds;
+    while (!worker->stop_requested && cel__monotonic() < end) {
+        struct timespec nap = {0, 100 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+static int configure(cel_worker_t *worker)
+{
+    cel__settings_t *settings = &worker->app->settings;
+    const char *backend = settings->result_backend;
+    if (backend == NULL || strcmp(backend, "disabled") == 0)
+        worker->backend = CEL__BACKEND_DISABLED;
+    else if (strncmp(backend, "rpc://", 6) == 0 || strcmp(backend, "rpc") == 0)
+        worker->backend = CEL__BACKEND_RPC;
+    else {
+        cel__set_error(worker->last_error,
+                       "result backend '%s' is not supported: use rpc://",
+                       backend);
+        return CEL_EINVAL;
+    }
+    if (worker->queue_count == 0 &&
+        cel_worker_add_queue(worker, settings->task_default_queue) != CEL_OK)
+        return CEL_ENOMEM;
+    cel__limits_default(&worker->limits);
+    if (settings->max_body_size > 0)
+        worker->limits.max_body = (size_t)settings->max_body_size;
+    if (settings->max_headers > 0)
+        worker->limits.max_headers = (size_t)settings->max_headers;
+    if (settings->max_json_depth > 0)
+        worker->limits.max_depth = settings->max_json_depth;
+    int multiplier = settings->worker_prefetch_multiplier;
+    worker->base_prefetch =
+        multiplier > 0 ? effective_concurrency(worker) * multiplier : 0;
+    return CEL_OK;
+}
+
+static void log_ready(cel_worker_t *worker)
+{
+    char queues[512] = "";
+    for (size_t i = 0; i < worker->queue_count; i++) {
+        size_t used = strlen(queues);
+        snprintf(queues + used, sizeof queues - used, "%s%s", i ? "," : "",
+                 worker->queues[i]);
+    }
+    cel__log(worker->app, CEL_LOG_INFO,
+             "Connected to the broker; consuming from %s with prefetch %d",
+             queues, worker->applied_prefetch);
+    cel__log(worker->app, CEL_LOG_INFO, "%s ready.", worker->nodename);
+}
+
+int cel_worker_run(cel_worker_t *worker)
+{
+    int status = configure(worker);
+    if (status != CEL_OK)
+        return status;
+    const cel__settings_t *settings = &worker->app->settings;
+    int attempts = 0;
+    bool announced = false;
+    while (!worker->stop_requested) {
+        status = open_session(worker);
+        if (status == CEL_EINVAL)
+            return status;
+        if (status == CEL_OK) {
+            attempts = 0;
+            if (!announced)
+                log_ready(worker);
+            else
+                cel__log(worker->app, CEL_LOG_INFO,
+                         "Reconnected to the broker");
+            announced = true;
+            status = consume_loop(worker);
+            close_session(worker);
+            if (status == CEL_OK)
+                break;
+        }
+        if (!settings->broker_connection_retry ||
+            (settings->broker_connection_max_retries > 0 &&
+             attempts >= settings->broker_connection_max_retries)) {
+            cel__log(worker->app, CEL_LOG_CRITICAL,
+                     "Giving up on the broker after %d attempts: %s",
+                     attempts, worker->last_error);
+            return CEL_EBROKER;
+        }
+        attempts++;
+        double delay = fmin(RECONNECT_MAX_DELAY, 0.5 * attempts);
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "%s. Trying again in %.1f seconds... (%d/%d)",
+                 worker->last_error, delay, attempts,
+                 settings->broker_connection_max_retries);
+        sleep_unless_stopped(worker, delay);
+    }
+    cel__log(worker->app, CEL_LOG_INFO, "%s stopped after %lu tasks",
+             worker->nodename, worker->processed);
+    return CEL_OK;
+}

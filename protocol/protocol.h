@@ -1,0 +1,170 @@
+/*
+ * The Celery wire codec: bytes and structs in, bytes and structs out, no I/O.
+ * Internal to celeriac; names carry the cel__ prefix.
+ */
+#ifndef CELERIAC_PROTOCOL_H
+#define CELERIAC_PROTOCOL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "celeriac/celeriac.h"
+
+/* Caps applied by every decoder. */
+typedef struct cel__limits {
+    size_t max_body;    /* bytes, before and after decompression */
+    size_t max_headers; /* number of top-level header keys */
+    int max_depth;      /* JSON nesting of the body */
+} cel__limits_t;
+
+#define CEL__DEFAULT_MAX_BODY ((size_t)128 * 1024 * 1024)
+#define CEL__DEFAULT_MAX_HEADERS 256
+#define CEL__DEFAULT_MAX_DEPTH 128
+
+void cel__limits_default(cel__limits_t *limits);
+
+/* An AMQP message as the transport received it. All fields are borrowed. */
+typedef struct cel__wire_message {
+    const char *content_type;     /* NULL when absent */
+    const char *content_encoding; /* NULL when absent */
+    const char *correlation_id;   /* NULL when absent */
+    const char *reply_to;         /* NULL when absent */
+    int priority;                 /* -1 when absent */
+    json_t *headers;              /* object, or NULL when absent */
+    const void *body;
+    size_t body_len;
+} cel__wire_message_t;
+
+/*
+ * A task request in protocol v2 terms, whatever form it arrived in. Strings
+ * are owned (free with cel__task_message_clear); NULL means absent or null.
+ * JSON members are new references or NULL.
+ */
+typedef struct cel__task_message {
+    int protocol; /* 1 or 2 */
+    bool hybrid;  /* v2 headers with a v1-style dict body */
+    char *id;
+    char *task;
+    char *shadow;
+    char *root_id;
+    char *parent_id;
+    char *group;
+    char *origin;
+    char *reply_to;
+    char *correlation_id;
+    char *eta;     /* ISO-8601 text as received */
+    char *expires; /* ISO-8601 text as received */
+    char *argsrepr;
+    char *kwargsrepr;
+    double eta_ts;     /* seconds since the epoch; valid when eta != NULL */
+    double expires_ts; /* valid when expires != NULL */
+    int retries;
+    int group_index; /* valid when has_group_index */
+    bool has_group_index;
+    double time_limit;      /* hard, seconds; 0 = none */
+    double soft_time_limit; /* seconds; 0 = none */
+    bool ignore_result;
+    int priority; /* -1 = absent */
+    json_t *args;   /* array */
+    json_t *kwargs; /* object */
+    json_t *callbacks;
+    json_t *errbacks;
+    json_t *chain;
+    json_t *chord;
+    json_t *headers; /* every header received (object), custom ones too */
+} cel__task_message_t;
+
+/*
+ * Decodes a task message of protocol v1, v2 or the hybrid form. On failure
+ * returns a negative status and writes the reason into `why`:
+ *   CEL_EDECODE, CEL_ETOODEEP    the body could not be decoded;
+ *   CEL_EINVALTASK, CEL_ETOOMANY, CEL_ETOOBIG, CEL_ECONTENT, CEL_ECOMPRESS
+ *                                not a valid task message.
+ * Even on failure `out->id`, `out->task`, `out->reply_to` and
+ * `out->correlation_id` are filled when the headers carry them, so the
+ * caller can report the outcome. Always call cel__task_message_clear().
+ */
+int cel__task_decode(const cel__wire_message_t *in,
+                     const cel__limits_t *limits, cel__task_message_t *out,
+                     char *why, size_t why_len);
+
+void cel__task_message_clear(cel__task_message_t *msg);
+
+/*
+ * Encodes a v2 task message as Celery 5.2 does: the header object (new) and
+ * the JSON body (malloc'd, caller frees). argsrepr/kwargsrepr are computed
+ * when msg leaves them NULL.
+ */
+int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
+                        char **body, size_t *body_len);
+
+/* ---- results ------------------------------------------------------------ */
+
+/*
+ * Builds an exception dict {exc_type, exc_message: [message], exc_module}.
+ * Returns a new reference, or NULL on ENOMEM.
+ */
+json_t *cel__exception_new(const char *exc_type, const char *exc_module,
+                           const char *message);
+
+/*
+ * Encodes an rpc result body with exactly the keys task_id, status, result,
+ * traceback and children. `result` and `children` are borrowed; NULL stands
+ * for null and [] respectively. Returns malloc'd text or NULL on ENOMEM.
+ */
+char *cel__result_encode_rpc(const char *task_id, const char *status,
+                             json_t *result, const char *traceback,
+                             json_t *children);
+
+/*
+ * Formats a Python-style traceback text for an exception raised by C code,
+ * ending in "<exc_type>: <message>\n". Returns malloc'd text.
+ */
+char *cel__traceback_format(const char *task_name, const char *exc_type,
+                            const char *exc_module, const char *message);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/*
+ * Parses ISO-8601 date-times as Celery writes them: YYYY-MM-DD, 'T' or ' ',
+ * HH:MM[:SS[.fraction]], then 'Z', +HH:MM, +HHMM, +HH or nothing (UTC).
+ * Returns 0 and the time in seconds since the epoch, or CEL_EINVAL.
+ */
+int cel__iso8601_parse(const char *text, double *epoch);
+
+/*
+ * Formats seconds since the epoch as Python's isoformat() of an aware UTC
+ * datetime: 2026-12-04T09:28:39.069419+00:00, microseconds left out when 0.
+ * buf needs 33 bytes. Returns 0 or CEL_EINVAL.
+ */
+int cel__iso8601_format(double epoch, char *buf, size_t buf_len);
+
+/*
+ * Inflates a body whose `compression` header is `mime`. Only
+ * application/x-gzip (a zlib stream) is supported. On success *out is
+ * malloc'd. Returns CEL_ECOMPRESS for another method, CEL_EDECODE for bad
+ * data, CEL_ETOOBIG past max_out bytes.
+ */
+int cel__decompress(const char *mime, const void *in, size_t in_len,
+                    size_t max_out, void **out, size_t *out_len);
+
+/* Deflates `in` into a zlib stream (malloc'd). Returns 0 or CEL_ENOMEM. */
+int cel__compress_zlib(const void *in, size_t in_len, void **out,
+                       size_t *out_len);
+
+/*
+ * Returns the Python repr of a JSON value as Celery's saferepr prints it
+ * ('abc', None, True, {'a': 1}), cut to about max_len characters with
+ * "..." when longer. With as_tuple an array prints as a tuple: (1, 2), (1,).
+ * Malloc'd; NULL on ENOMEM.
+ */
+char *cel__pyrepr(json_t *value, size_t max_len, bool as_tuple);
+
+/*
+ * Checks that the JSON text nests no deeper than max_depth, without parsing
+ * it. Returns 0 or CEL_ETOODEEP.
+ */
+int cel__json_check_depth(const char *text, size_t len, int max_depth);
+
+#endif

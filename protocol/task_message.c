@@ -1,0 +1,481 @@
+/* Task messages: decode protocol v1, v2 and hybrid; encode v2. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+#define JSON_MIME "application/json"
+
+static int fail(char *why, size_t why_len, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *why, size_t why_len, int status, const char *fmt, ...)
+{
+    if (why != NULL && why_len > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+static char *dup_or_null(const char *text)
+{
+    return text ? strdup(text) : NULL;
+}
+
+/* Returns a copy of a string member, NULL when it is absent or not text. */
+static char *copy_string(json_t *object, const char *key)
+{
+    json_t *value = json_object_get(object, key);
+    return json_is_string(value) ? strdup(json_string_value(value)) : NULL;
+}
+
+void cel__task_message_clear(cel__task_message_t *msg)
+{
+    char **strings[] = {&msg->id,        &msg->task,       &msg->shadow,
+                        &msg->root_id,   &msg->parent_id,  &msg->group,
+                        &msg->origin,    &msg->reply_to,   &msg->correlation_id,
+                        &msg->eta,       &msg->expires,    &msg->argsrepr,
+                        &msg->kwargsrepr};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        free(*strings[i]);
+        *strings[i] = NULL;
+    }
+    json_t **values[] = {&msg->args,  &msg->kwargs, &msg->callbacks,
+                         &msg->errbacks, &msg->chain, &msg->chord,
+                         &msg->headers};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        json_decref(*values[i]);
+        *values[i] = NULL;
+    }
+}
+
+/* Reads an optional ISO-8601 field into its text and timestamp. */
+static int read_time_field(json_t *fields, const char *key, char **text,
+                           double *ts, char *why, size_t why_len)
+{
+    json_t *value = json_object_get(fields, key);
+    if (value == NULL || json_is_null(value))
+        return CEL_OK;
+    if (!json_is_string(value))
+        return fail(why, why_len, CEL_EINVALTASK, "%s is not a string", key);
+    if (cel__iso8601_parse(json_string_value(value), ts) != 0)
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "%s '%.64s' is not an ISO-8601 date-time", key,
+                    json_string_value(value));
+    *text = strdup(json_string_value(value));
+    return *text ? CEL_OK : CEL_ENOMEM;
+}
+
+static int read_number_or_null(json_t *value, double *out)
+{
+    if (value == NULL || json_is_null(value)) {
+        *out = 0;
+        return 0;
+    }
+    if (!json_is_number(value) || json_number_value(value) < 0)
+        return -1;
+    *out = json_number_value(value);
+    return 0;
+}
+
+static int read_timelimit(json_t *fields, cel__task_message_t *out,
+                          char *why, size_t why_len)
+{
+    json_t *value = json_object_get(fields, "timelimit");
+    if (value == NULL || json_is_null(value))
+        return CEL_OK;
+    if (!json_is_array(value) || json_array_size(value) != 2 ||
+        read_number_or_null(json_array_get(value, 0), &out->time_limit) ||
+        read_number_or_null(json_array_get(value, 1),
+                            &out->soft_time_limit))
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "timelimit is not [hard, soft] with numbers or nulls");
+    return CEL_OK;
+}
+
+/* Fills the metadata fields shared by every protocol form. */
+static int read_fields(json_t *fields, cel__task_message_t *out, char *why,
+                       size_t why_len)
+{
+    free(out->id);
+    free(out->task);
+    out->id = copy_string(fields, "id");
+    out->task = copy_string(fields, "task");
+    if (out->id == NULL)
+        return fail(why, why_len, CEL_EINVALTASK, "the task id is missing");
+    if (out->task == NULL)
+        return fail(why, why_len, CEL_EINVALTASK, "the task name is missing");
+
+    out->shadow = copy_string(fields, "shadow");
+    out->root_id = copy_string(fields, "root_id");
+    out->parent_id = copy_string(fields, "parent_id");
+    out->group = copy_string(fields, "group");
+    out->origin = copy_string(fields, "origin");
+    out->argsrepr = copy_string(fields, "argsrepr");
+    out->kwargsrepr = copy_string(fields, "kwargsrepr");
+
+    json_t *retries = json_object_get(fields, "retries");
+    if (retries != NULL && !json_is_null(retries)) {
+        if (!json_is_integer(retries) || json_integer_value(retries) < 0 ||
+            json_integer_value(retries) > 1000000000)
+            return fail(why, why_len, CEL_EINVALTASK,
+                        "retries is not a non-negative integer");
+        out->retries = (int)json_integer_value(retries);
+    }
+
+    json_t *group_index = json_object_get(fields, "group_index");
+    if (json_is_integer(group_index)) {
+        out->group_index = (int)json_integer_value(group_index);
+        out->has_group_index = true;
+    }
+
+    out->ignore_result = json_is_true(json_object_get(fields,
+                                                      "ignore_result"));
+
+    int status = read_timelimit(fields, out, why, why_len);
+    if (status == CEL_OK)
+        status = read_time_field(fields, "eta", &out->eta, &out->eta_ts, why,
+                                 why_len);
+    if (status == CEL_OK)
+        status = read_time_field(fields, "expires", &out->expires,
+                                 &out->expires_ts, why, why_len);
+    return status;
+}
+
+/* Takes args and kwargs from a body, checking their types. */
+static int read_arguments(json_t *args, json_t *kwargs,
+                          cel__task_message_t *out, char *why,
+                          size_t why_len)
+{
+    if (args == NULL || json_is_null(args))
+        args = json_array();
+    else
+        json_incref(args);
+    if (kwargs == NULL || json_is_null(kwargs))
+        kwargs = json_object();
+    else
+        json_incref(kwargs);
+    out->args = args;
+    out->kwargs = kwargs;
+    if (!json_is_array(args))
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "task args are not a list");
+    if (!json_is_object(kwargs))
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "task keyword arguments are not a mapping");
+    return CEL_OK;
+}
+
+static int read_embed_member(json_t *embed, const char *key, bool is_list,
+                             json_t **out, char *why, size_t why_len)
+{
+    json_t *value = json_object_get(embed, key);
+    if (value == NULL || json_is_null(value))
+        return CEL_OK;
+    if (is_list ? !json_is_array(value) : !json_is_object(value))
+        return fail(why, why_len, CEL_EINVALTASK, "embed %s is not %s", key,
+                    is_list ? "a list" : "a signature");
+    *out = json_incref(value);
+    return CEL_OK;
+}
+
+static int read_embed(json_t *embed, cel__task_message_t *out, char *why,
+                      size_t why_len)
+{
+    if (embed == NULL || json_is_null(embed))
+        return CEL_OK;
+    if (!json_is_object(embed))
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "the body's third element (embed) is not a mapping");
+    int status = read_embed_member(embed, "callbacks", true, &out->callbacks,
+                                   why, why_len);
+    if (status == CEL_OK)
+        status = read_embed_member(embed, "errbacks", true, &out->errbacks,
+                                   why, why_len);
+    if (status == CEL_OK)
+        status = read_embed_member(embed, "chain", true, &out->chain, why,
+                                   why_len);
+    if (status == CEL_OK)
+        status = read_embed_member(embed, "chord", false, &out->chord, why,
+                                   why_len);
+    return status;
+}
+
+static const char *const HYBRID_KEYS[] = {
+    "lang",   "task",     "id",      "root_id",  "parent_id",
+    "group",  "meth",     "shadow",  "eta",      "expires",
+    "retries", "timelimit", "argsrepr", "kwargsrepr", "origin"};
+
+/* Headers for a hybrid message: body fields overlaid by the real headers. */
+static json_t *hybrid_fields(json_t *body, json_t *headers)
+{
+    json_t *fields = json_object();
+    for (size_t i = 0; i < sizeof HYBRID_KEYS / sizeof HYBRID_KEYS[0]; i++) {
+        json_t *value = json_object_get(body, HYBRID_KEYS[i]);
+        if (value != NULL)
+            json_object_set(fields, HYBRID_KEYS[i], value);
+    }
+    if (headers != NULL)
+        json_object_update(fields, headers);
+    return fields;
+}
+
+static int decode_v2(json_t *body, const cel__wire_message_t *in,
+                     cel__task_message_t *out, char *why, size_t why_len)
+{
+    out->protocol = 2;
+    out->headers = json_deep_copy(in->headers);
+    if (json_is_object(body) && json_object_get(body, "args") != NULL) {
+        out->hybrid = true;
+        json_t *fields = hybrid_fields(body, in->headers);
+        int status = read_fields(fields, out, why, why_len);
+        json_decref(fields);
+        if (status != CEL_OK)
+            return status;
+        status = read_arguments(json_object_get(body, "args"),
+                                json_object_get(body, "kwargs"), out, why,
+                                why_len);
+        if (status == CEL_OK)
+            status = read_embed(body, out, why, why_len);
+        json_decref(out->chain);
+        out->chain = NULL;
+        return status;
+    }
+    if (!json_is_array(body) || json_array_size(body) != 3)
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "the body is not a list of [args, kwargs, embed]");
+    int status = read_fields(in->headers, out, why, why_len);
+    if (status == CEL_OK)
+        status = read_arguments(json_array_get(body, 0),
+                                json_array_get(body, 1), out, why, why_len);
+    if (status == CEL_OK)
+        status = read_embed(json_array_get(body, 2), out, why, why_len);
+    return status;
+}
+
+static int decode_v1(json_t *body, const cel__wire_message_t *in,
+                     cel__task_message_t *out, char *why, size_t why_len)
+{
+    out->protocol = 1;
+    out->headers = in->headers ? json_deep_copy(in->headers) : json_object();
+    json_t *fields = json_copy(body);
+    json_t *taskset = json_object_get(body, "taskset");
+    if (taskset != NULL && json_object_get(body, "group") == NULL)
+        json_object_set(fields, "group", taskset);
+    json_object_del(fields, "argsrepr");
+    json_object_del(fields, "kwargsrepr");
+    json_object_del(fields, "root_id");
+    json_object_del(fields, "parent_id");
+    int status = read_fields(fields, out, why, why_len);
+    json_decref(fields);
+    if (status != CEL_OK)
+        return status;
+    status = read_arguments(json_object_get(body, "args"),
+                            json_object_get(body, "kwargs"), out, why,
+                            why_len);
+    if (status == CEL_OK)
+        status = read_embed(body, out, why, why_len);
+    json_decref(out->chain);
+    out->chain = NULL;
+    return status;
+}
+
+/* Decompresses and parses the body. On success *body is a new reference. */
+static int parse_body(const cel__wire_message_t *in,
+                      const cel__limits_t *limits, json_t **body, char *why,
+                      size_t why_len)
+{
+    const char *bytes = in->body;
+    size_t len = in->body_len;
+    void *inflated = NULL;
+    int status = CEL_OK;
+
+    if (len > limits->max_body)
+        return fail(why, why_len, CEL_ETOOBIG,
+                    "the body is %zu bytes, over the cap of %zu", len,
+                    limits->max_body);
+
+    json_t *compression = json_object_get(in->headers, "compression");
+    if (json_is_string(compression)) {
+        const char *mime = json_string_value(compression);
+        status = cel__decompress(mime, bytes, len, limits->max_body,
+                                 &inflated, &len);
+        if (status == CEL_ECOMPRESS)
+            return fail(why, why_len, status,
+                        "compression '%.64s' is not supported", mime);
+        if (status == CEL_ETOOBIG)
+            return fail(why, why_len, status,
+                        "the body inflates past the cap of %zu bytes",
+                        limits->max_body);
+        if (status != CEL_OK)
+            return fail(why, why_len, status,
+                        "the body is not a valid zlib stream");
+        bytes = inflated;
+    }
+
+    if (cel__json_check_depth(bytes, len, limits->max_depth) != CEL_OK) {
+        status = fail(why, why_len, CEL_ETOODEEP,
+                      "the body nests deeper than %d levels",
+                      limits->max_depth);
+        goto out;
+    }
+
+    json_error_t error;
+    *body = json_loadb(bytes, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+    if (*body == NULL)
+        status = fail(why, why_len, CEL_EDECODE,
+                      "the body is not valid JSON: %s at position %d",
+                      error.text, error.position);
+out:
+    free(inflated);
+    return status;
+}
+
+static bool content_type_is_json(const char *content_type)
+{
+    return content_type == NULL || strcmp(content_type, JSON_MIME) == 0;
+}
+
+int cel__task_decode(const cel__wire_message_t *in,
+                     const cel__limits_t *limits, cel__task_message_t *out,
+                     char *why, size_t why_len)
+{
+    memset(out, 0, sizeof *out);
+    out->priority = in->priority;
+    out->reply_to = dup_or_null(in->reply_to);
+    out->correlation_id = dup_or_null(in->correlation_id);
+    if (why_len > 0)
+        why[0] = '\0';
+
+    if (in->headers != NULL && !json_is_object(in->headers))
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "the headers are not a table");
+    out->id = copy_string(in->headers, "id");
+    out->task = copy_string(in->headers, "task");
+    if (out->id == NULL && out->task != NULL)
+        out->id = dup_or_null(in->correlation_id);
+
+    if (json_object_size(in->headers) > limits->max_headers)
+        return fail(why, why_len, CEL_ETOOMANY,
+                    "the message has %zu headers, over the cap of %zu",
+                    json_object_size(in->headers), limits->max_headers);
+    if (!content_type_is_json(in->content_type))
+        return fail(why, why_len, CEL_ECONTENT,
+                    "content type '%.64s' is not accepted (accept_content "
+                    "is json)",
+                    in->content_type);
+
+    json_t *body = NULL;
+    int status = parse_body(in, limits, &body, why, why_len);
+    if (status != CEL_OK)
+        return status;
+
+    if (out->task != NULL)
+        status = decode_v2(body, in, out, why, why_len);
+    else if (json_is_object(body) &&
+             json_is_string(json_object_get(body, "task")))
+        status = decode_v1(body, in, out, why, why_len);
+    else
+        status = fail(why, why_len, CEL_EINVALTASK,
+                      "not a task message: no task header and the body "
+                      "names no task");
+    json_decref(body);
+    return status;
+}
+
+/* ---- encoding ----------------------------------------------------------- */
+
+static json_t *string_or_null(const char *text)
+{
+    return text ? json_string(text) : json_null();
+}
+
+static json_t *limit_or_null(double seconds)
+{
+    return seconds > 0 ? json_real(seconds) : json_null();
+}
+
+static json_t *encode_headers(const cel__task_message_t *msg)
+{
+    json_t *headers = msg->headers ? json_deep_copy(msg->headers)
+                                   : json_object();
+    if (headers == NULL)
+        return NULL;
+    json_object_del(headers, "compression");
+
+    json_t *timelimit = json_pack("[oo]", limit_or_null(msg->time_limit),
+                                  limit_or_null(msg->soft_time_limit));
+    char *argsrepr = msg->argsrepr ? NULL : cel__pyrepr(msg->args, 1024, true);
+    char *kwargsrepr =
+        msg->kwargsrepr ? NULL : cel__pyrepr(msg->kwargs, 1024, false);
+
+    json_object_set_new(headers, "lang", json_string("py"));
+    json_object_set_new(headers, "task", json_string(msg->task));
+    json_object_set_new(headers, "id", json_string(msg->id));
+    json_object_set_new(headers, "shadow", string_or_null(msg->shadow));
+    json_object_set_new(headers, "eta", string_or_null(msg->eta));
+    json_object_set_new(headers, "expires", string_or_null(msg->expires));
+    json_object_set_new(headers, "group", string_or_null(msg->group));
+    json_object_set_new(headers, "group_index",
+                        msg->has_group_index
+                            ? json_integer(msg->group_index)
+                            : json_null());
+    json_object_set_new(headers, "retries", json_integer(msg->retries));
+    json_object_set_new(headers, "timelimit", timelimit);
+    json_object_set_new(headers, "root_id", string_or_null(msg->root_id));
+    json_object_set_new(headers, "parent_id", string_or_null(msg->parent_id));
+    json_object_set_new(headers, "argsrepr",
+                        string_or_null(msg->argsrepr ? msg->argsrepr
+                                                     : argsrepr));
+    json_object_set_new(headers, "kwargsrepr",
+                        string_or_null(msg->kwargsrepr ? msg->kwargsrepr
+                                                       : kwargsrepr));
+    json_object_set_new(headers, "origin", string_or_null(msg->origin));
+    json_object_set_new(headers, "ignore_result",
+                        json_boolean(msg->ignore_result));
+    free(argsrepr);
+    free(kwargsrepr);
+    return headers;
+}
+
+static json_t *member_or_null(json_t *value)
+{
+    return value ? json_incref(value) : json_null();
+}
+
+int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
+                        char **body, size_t *body_len)
+{
+    *headers = NULL;
+    *body = NULL;
+    if (msg->id == NULL || msg->task == NULL)
+        return CEL_EINVAL;
+
+    json_t *embed = json_pack("{s:o, s:o, s:o, s:o}", "callbacks",
+                              member_or_null(msg->callbacks), "errbacks",
+                              member_or_null(msg->errbacks), "chain",
+                              member_or_null(msg->chain), "chord",
+                              member_or_null(msg->chord));
+    json_t *args = msg->args ? json_incref(msg->args) : json_array();
+    json_t *kwargs = msg->kwargs ? json_incref(msg->kwargs) : json_object();
+    json_t *array = json_pack("[ooo]", args, kwargs, embed);
+    if (array == NULL)
+        return CEL_ENOMEM;
+    *body = json_dumps(array, JSON_COMPACT);
+    json_decref(array);
+    *headers = encode_headers(msg);
+    if (*body == NULL || *headers == NULL) {
+        free(*body);
+        json_decref(*headers);
+        *body = NULL;
+        *headers = NULL;
+        return CEL_ENOMEM;
+    }
+    *body_len = strlen(*body);
+    return CEL_OK;
+}

@@ -86,9 +86,8 @@ static json_t *xsum(cel_context_t *ctx, json_t *args, json_t *kwargs)
     json_t *item;
     json_array_foreach(numbers, index, item) {
         if (json_is_integer(item) && !any_real) {
-            if (__builtin_add_overflow(int_total,
-                                       (int64_t)json_integer_value(item),
-                                       &int_total))
+            if (__builtin_add_overflow(
+                    int_total, (int64_t)json_integer_value(item), &int_total))
                 return cel_fail(ctx, "OverflowError", "builtins",
                                 "integer sum overflows 64 bits");
         } else if (json_is_number(item)) {
@@ -169,8 +168,8 @@ static json_t *flaky(cel_context_t *ctx, json_t *args, json_t *kwargs)
                         "flaky() expects an integer n");
     int retries = cel_context_retries(ctx);
     if (retries < json_integer_value(n))
-        return cel_retry(ctx, 0.2, "RuntimeError", "builtins",
-                         "flaky retry %d", retries);
+        return cel_retry(ctx, 0.2, "RuntimeError", "builtins", "flaky retry %d",
+                         retries);
     return json_integer(retries);
 }
 
@@ -192,17 +191,17 @@ static json_t *context(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
     (void)args;
     (void)kwargs;
-    return json_pack(
-        "{s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
-        text_or_null(cel_context_id(ctx)), "retries", cel_context_retries(ctx),
-        "root_id", text_or_null(cel_context_root_id(ctx)), "parent_id",
-        text_or_null(cel_context_parent_id(ctx)), "group",
-        text_or_null(cel_context_group(ctx)), "hostname",
-        text_or_null(cel_context_hostname(ctx)), "eta",
-        text_or_null(cel_context_eta(ctx)), "expires",
-        text_or_null(cel_context_expires(ctx)), "routing_key",
-        text_or_null(cel_context_routing_key(ctx)), "redelivered",
-        cel_context_redelivered(ctx));
+    return json_pack("{s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+                     text_or_null(cel_context_id(ctx)), "retries",
+                     cel_context_retries(ctx), "root_id",
+                     text_or_null(cel_context_root_id(ctx)), "parent_id",
+                     text_or_null(cel_context_parent_id(ctx)), "group",
+                     text_or_null(cel_context_group(ctx)), "hostname",
+                     text_or_null(cel_context_hostname(ctx)), "eta",
+                     text_or_null(cel_context_eta(ctx)), "expires",
+                     text_or_null(cel_context_expires(ctx)), "routing_key",
+                     text_or_null(cel_context_routing_key(ctx)), "redelivered",
+                     cel_context_redelivered(ctx));
 }
 
 int celeriac_module_init(cel_app_t *app)
@@ -211,8 +210,8 @@ int celeriac_module_init(cel_app_t *app)
         const char *name;
         cel_task_fn fn;
     } TASKS[] = {
-        {"tasks.add", add},     {"tasks.mul", mul},
-        {"tasks.xsum", xsum},   {"tasks.echo", echo},
+        {"tasks.add", add},          {"tasks.mul", mul},
+        {"tasks.xsum", xsum},        {"tasks.echo", echo},
         {"tasks.sleep", sleep_task}, {"tasks.spin", spin},
         {"tasks.fail", fail_task},   {"tasks.crash", crash},
         {"tasks.context", context},

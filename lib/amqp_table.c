@@ -10,8 +10,7 @@
 static int value_to_json(const amqp_field_value_t *value, int depth,
                          json_t **out);
 
-static int table_to_object(const amqp_table_t *table, int depth,
-                           json_t **out)
+static int table_to_object(const amqp_table_t *table, int depth, json_t **out)
 {
     json_t *object = json_object();
     if (object == NULL)
@@ -19,8 +18,8 @@ static int table_to_object(const amqp_table_t *table, int depth,
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
         char key[256];
-        size_t len = entry->key.len < sizeof key - 1 ? entry->key.len
-                                                      : sizeof key - 1;
+        size_t len =
+            entry->key.len < sizeof key - 1 ? entry->key.len : sizeof key - 1;
         memcpy(key, entry->key.bytes, len);
         key[len] = '\0';
         json_t *item;
@@ -146,8 +145,7 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
     return status;
 }
 
-static amqp_bytes_t pool_bytes(amqp_pool_t *pool, const char *text,
-                               size_t len)
+static amqp_bytes_t pool_bytes(amqp_pool_t *pool, const char *text, size_t len)
 {
     amqp_bytes_t bytes;
     amqp_pool_alloc_bytes(pool, len, &bytes);
@@ -167,8 +165,8 @@ static int json_to_array(json_t *list, amqp_pool_t *pool, amqp_array_t *out)
     if (out->entries == NULL)
         return CEL_ENOMEM;
     for (size_t i = 0; i < count; i++) {
-        int status = json_to_value(json_array_get(list, i), pool,
-                                   &out->entries[i]);
+        int status =
+            json_to_value(json_array_get(list, i), pool, &out->entries[i]);
         if (status != CEL_OK)
             return status;
     }

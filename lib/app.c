@@ -126,8 +126,7 @@ cel_task_t *cel_app_add_task(cel_app_t *app, const char *name, cel_task_fn fn)
         return NULL;
     }
     if (cel__app_find_task(app, name) != NULL) {
-        cel__set_error(app->last_error, "task %s is already registered",
-                       name);
+        cel__set_error(app->last_error, "task %s is already registered", name);
         return NULL;
     }
     if (app->task_count == app->task_cap) {
@@ -187,21 +186,20 @@ int cel_app_load_module(cel_app_t *app, const char *path)
 {
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
-        cel__set_error(app->last_error, "cannot load task module %s: %s",
-                       path, dlerror());
+        cel__set_error(app->last_error, "cannot load task module %s: %s", path,
+                       dlerror());
         return CEL_EMODULE;
     }
     cel_module_init_fn init;
     *(void **)&init = dlsym(handle, CEL_MODULE_INIT_SYMBOL);
     if (init == NULL) {
-        cel__set_error(app->last_error,
-                       "task module %s does not export %s()", path,
-                       CEL_MODULE_INIT_SYMBOL);
+        cel__set_error(app->last_error, "task module %s does not export %s()",
+                       path, CEL_MODULE_INIT_SYMBOL);
         dlclose(handle);
         return CEL_EMODULE;
     }
-    void **grown = realloc(app->modules,
-                           (app->module_count + 1) * sizeof *grown);
+    void **grown =
+        realloc(app->modules, (app->module_count + 1) * sizeof *grown);
     if (grown == NULL) {
         dlclose(handle);
         return CEL_ENOMEM;
@@ -210,8 +208,7 @@ int cel_app_load_module(cel_app_t *app, const char *path)
     app->modules[app->module_count++] = handle;
     int status = init(app);
     if (status != 0) {
-        cel__set_error(app->last_error,
-                       "%s() of task module %s failed: %s",
+        cel__set_error(app->last_error, "%s() of task module %s failed: %s",
                        CEL_MODULE_INIT_SYMBOL, path, cel_strerror(status));
         return CEL_EMODULE;
     }

@@ -14,8 +14,8 @@ void cel__store_result(cel_worker_t *worker, const char *task_id,
         reply_to == NULL || reply_to[0] == '\0' || task_id == NULL)
         return;
 
-    char *body = cel__result_encode_rpc(task_id, status, result, traceback,
-                                        NULL);
+    char *body =
+        cel__result_encode_rpc(task_id, status, result, traceback, NULL);
     if (body == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Cannot encode the %s result of task %s: out of memory",

@@ -7,7 +7,7 @@
 
 #include "broker.h"
 
-#define CHANNEL 1
+#define CHANNEL   1
 #define FRAME_MAX 131072
 
 struct cel__broker {
@@ -60,8 +60,7 @@ static int reply_error(cel__broker_t *broker, amqp_rpc_reply_t reply,
                              AMQP_CHANNEL_CLOSE_OK_METHOD,
                              &(amqp_channel_close_ok_t){0});
         }
-        cel__set_error(broker->error, "%s: broker closed the %s: %u %.*s",
-                       what,
+        cel__set_error(broker->error, "%s: broker closed the %s: %u %.*s", what,
                        reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD
                            ? "connection"
                            : "channel",
@@ -148,9 +147,8 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
     char *normal = url ? split_url(url, &vhost) : NULL;
     struct amqp_connection_info info;
     if (normal == NULL || amqp_parse_url(normal, &info) != AMQP_STATUS_OK) {
-        cel__set_error(error,
-                       "invalid broker URL: expected "
-                       "amqp://user:password@host:port/vhost");
+        cel__set_error(error, "invalid broker URL: expected "
+                              "amqp://user:password@host:port/vhost");
         free(normal);
         free(vhost);
         return CEL_EINVAL;
@@ -165,12 +163,12 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
     amqp_socket_t *socket = amqp_tcp_socket_new(broker->conn);
     struct timeval tv = {(time_t)timeout,
                          (suseconds_t)((timeout - (long)timeout) * 1e6)};
-    int rc = socket ? amqp_socket_open_noblock(socket, info.host, info.port,
-                                               &tv)
-                    : AMQP_STATUS_NO_MEMORY;
+    int rc = socket
+                 ? amqp_socket_open_noblock(socket, info.host, info.port, &tv)
+                 : AMQP_STATUS_NO_MEMORY;
     if (rc != AMQP_STATUS_OK) {
-        cel__set_error(broker->error, "cannot connect to %s:%d: %s",
-                       info.host, info.port, amqp_error_string2(rc));
+        cel__set_error(broker->error, "cannot connect to %s:%d: %s", info.host,
+                       info.port, amqp_error_string2(rc));
         goto fail;
     }
     amqp_set_handshake_timeout(broker->conn, &tv);
@@ -190,8 +188,8 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
 
 fail:
     if (broker != NULL)
-        cel__set_error(error, "%s@%s:%d%s: %s", info.user, info.host,
-                       info.port, vhost, broker->error);
+        cel__set_error(error, "%s@%s:%d%s: %s", info.user, info.host, info.port,
+                       vhost, broker->error);
     else
         cel__set_error(error, "out of memory");
     cel__broker_free(broker);
@@ -227,8 +225,7 @@ int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue)
                        amqp_empty_table);
     if ((status = check_reply(broker, "queue.declare")) != CEL_OK)
         return status;
-    amqp_queue_bind(broker->conn, CHANNEL, name, name, name,
-                    amqp_empty_table);
+    amqp_queue_bind(broker->conn, CHANNEL, name, name, name, amqp_empty_table);
     return check_reply(broker, "queue.bind");
 }
 

@@ -112,8 +112,8 @@ json_t *cel_fail(cel_context_t *ctx, const char *exc_type,
     va_start(ap, fmt);
     char *message = format_message(fmt, ap);
     va_end(ap);
-    set_outcome(ctx, CEL__OUTCOME_FAILURE,
-                exc_type ? exc_type : "Exception", exc_module, message);
+    set_outcome(ctx, CEL__OUTCOME_FAILURE, exc_type ? exc_type : "Exception",
+                exc_module, message);
     return NULL;
 }
 

@@ -63,8 +63,8 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
 {
     const cel__task_message_t *msg = &request->msg;
     char *repr = exception_repr(exc_type, message);
-    char *traceback = cel__traceback_format(msg->task, exc_type, exc_module,
-                                            message);
+    char *traceback =
+        cel__traceback_format(msg->task, exc_type, exc_module, message);
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, repr ? repr : exc_type);
     if (!ignores_result(worker, request))
@@ -105,9 +105,9 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
     if (status != CEL_OK)
         return status;
     cel__publish_t publish = {
-        .correlation_id = request->msg.correlation_id ? request->msg
-                                                              .correlation_id
-                                                        : request->msg.id,
+        .correlation_id = request->msg.correlation_id
+                              ? request->msg.correlation_id
+                              : request->msg.id,
         .reply_to = request->msg.reply_to,
         .delivery_mode = 2,
         .priority = request->msg.priority >= 0 ? request->msg.priority : 0,
@@ -128,20 +128,18 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
 {
     const cel__task_message_t *msg = &request->msg;
     const cel_task_t *task = request->task;
-    double countdown = ctx->countdown >= 0 ? ctx->countdown
-                                           : task->default_retry_delay;
+    double countdown =
+        ctx->countdown >= 0 ? ctx->countdown : task->default_retry_delay;
     if (send_retry(worker, request, countdown) != CEL_OK) {
         cel__log(worker->app, CEL_LOG_ERROR,
-                 "Cannot send the retry of task %s[%s]: %s", msg->task,
-                 msg->id, cel__broker_error(worker->broker));
+                 "Cannot send the retry of task %s[%s]: %s", msg->task, msg->id,
+                 cel__broker_error(worker->broker));
         return false;
     }
-    char *repr = ctx->exc_type ? exception_repr(ctx->exc_type,
-                                                ctx->exc_message)
-                               : NULL;
+    char *repr =
+        ctx->exc_type ? exception_repr(ctx->exc_type, ctx->exc_message) : NULL;
     cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] retry: Retry in %gs%s%s",
-             msg->task, msg->id, countdown, repr ? ": " : "",
-             repr ? repr : "");
+             msg->task, msg->id, countdown, repr ? ": " : "", repr ? repr : "");
     free(repr);
     if (ignores_result(worker, request))
         return true;
@@ -181,8 +179,8 @@ static void fail_exhausted(cel_worker_t *worker, const cel__request_t *request,
     if (asprintf(&text, "Can't retry %s[%s] args:%s kwargs:%s", msg->task,
                  msg->id, args ? args : "()", kwargs ? kwargs : "{}") < 0)
         text = NULL;
-    on_failure(worker, request, "MaxRetriesExceededError",
-               "celery.exceptions", text ? text : "max retries exceeded");
+    on_failure(worker, request, "MaxRetriesExceededError", "celery.exceptions",
+               text ? text : "max retries exceeded");
     free(text);
     free(args);
     free(kwargs);
@@ -236,8 +234,7 @@ void cel__execute(cel_worker_t *worker, cel__request_t *request)
         on_failure(worker, request, ctx.exc_type, ctx.exc_module,
                    ctx.exc_message);
         failed = true;
-    } else if (retries_exhausted(request) ||
-               !on_retry(worker, request, &ctx)) {
+    } else if (retries_exhausted(request) || !on_retry(worker, request, &ctx)) {
         fail_exhausted(worker, request, &ctx);
         failed = true;
     }

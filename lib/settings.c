@@ -38,15 +38,15 @@ static const setting_t SETTINGS[] = {
     {"broker_connection_retry", KIND_BOOL, FIELD(broker_connection_retry),
      "true"},
     {"result_persistent", KIND_BOOL, FIELD(result_persistent), "false"},
-    {"worker_prefetch_multiplier", KIND_INT,
-     FIELD(worker_prefetch_multiplier), "4"},
+    {"worker_prefetch_multiplier", KIND_INT, FIELD(worker_prefetch_multiplier),
+     "4"},
     /* 0 means the number of CPUs, as Celery's default does. */
     {"worker_concurrency", KIND_INT, FIELD(worker_concurrency), "0"},
     {"broker_heartbeat", KIND_INT, FIELD(broker_heartbeat), "120"},
     {"broker_connection_max_retries", KIND_INT,
      FIELD(broker_connection_max_retries), "100"},
-    {"broker_connection_timeout", KIND_FLOAT,
-     FIELD(broker_connection_timeout), "4.0"},
+    {"broker_connection_timeout", KIND_FLOAT, FIELD(broker_connection_timeout),
+     "4.0"},
     {"task_time_limit", KIND_FLOAT, FIELD(task_time_limit), "0"},
     {"task_soft_time_limit", KIND_FLOAT, FIELD(task_soft_time_limit), "0"},
     {"result_expires", KIND_INT, FIELD(result_expires), "86400"},
@@ -118,8 +118,7 @@ static int apply(cel__settings_t *settings, const setting_t *setting,
     switch (setting->kind) {
     case KIND_STRING: {
         char *copy = NULL;
-        if (!is_none(text) && text[0] != '\0' &&
-            (copy = strdup(text)) == NULL)
+        if (!is_none(text) && text[0] != '\0' && (copy = strdup(text)) == NULL)
             return CEL_ENOMEM;
         free(*(char **)field);
         *(char **)field = copy;
@@ -183,10 +182,9 @@ int cel_app_set(cel_app_t *app, const char *name, const char *value)
     }
     int status = apply(&app->settings, setting, value);
     if (status == CEL_EINVAL)
-        cel__set_error(app->last_error,
-                       "invalid value '%s' for setting %s: expected %s",
-                       value ? value : "", setting->name,
-                       kind_name(setting->kind));
+        cel__set_error(
+            app->last_error, "invalid value '%s' for setting %s: expected %s",
+            value ? value : "", setting->name, kind_name(setting->kind));
     return status;
 }
 

@@ -9,8 +9,8 @@
 
 #include "worker_internal.h"
 
-#define POLL_SECONDS 0.25
-#define PREFETCH_COUNT_MAX 65535
+#define POLL_SECONDS        0.25
+#define PREFETCH_COUNT_MAX  65535
 #define RECONNECT_MAX_DELAY 10.0
 
 cel_worker_t *cel_worker_new(cel_app_t *app)
@@ -55,8 +55,8 @@ int cel_worker_add_queue(cel_worker_t *worker, const char *queue)
 {
     if (queue == NULL || queue[0] == '\0')
         return CEL_EINVAL;
-    char **grown = realloc(worker->queues,
-                           (worker->queue_count + 1) * sizeof *grown);
+    char **grown =
+        realloc(worker->queues, (worker->queue_count + 1) * sizeof *grown);
     if (grown == NULL)
         return CEL_ENOMEM;
     worker->queues = grown;
@@ -194,29 +194,26 @@ void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request)
 }
 
 static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
-                           cel__request_t *request, char *why,
-                           size_t why_len)
+                           cel__request_t *request, char *why, size_t why_len)
 {
     const amqp_basic_properties_t *props = &envelope->message.properties;
     json_t *headers = NULL;
     int status = CEL_OK;
     if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
-        status = cel__table_to_json(&props->headers,
-                                    worker->limits.max_headers, &headers, why,
-                                    why_len);
+        status = cel__table_to_json(&props->headers, worker->limits.max_headers,
+                                    &headers, why, why_len);
 
-    char *content_type = property(props, AMQP_BASIC_CONTENT_TYPE_FLAG,
-                                  props->content_type);
-    char *correlation_id = property(props, AMQP_BASIC_CORRELATION_ID_FLAG,
-                                    props->correlation_id);
-    char *reply_to = property(props, AMQP_BASIC_REPLY_TO_FLAG,
-                              props->reply_to);
+    char *content_type =
+        property(props, AMQP_BASIC_CONTENT_TYPE_FLAG, props->content_type);
+    char *correlation_id =
+        property(props, AMQP_BASIC_CORRELATION_ID_FLAG, props->correlation_id);
+    char *reply_to = property(props, AMQP_BASIC_REPLY_TO_FLAG, props->reply_to);
     cel__wire_message_t wire = {
         .content_type = content_type,
         .correlation_id = correlation_id,
         .reply_to = reply_to,
-        .priority = props->_flags & AMQP_BASIC_PRIORITY_FLAG ? props->priority
-                                                              : -1,
+        .priority =
+            props->_flags & AMQP_BASIC_PRIORITY_FLAG ? props->priority : -1,
         .headers = headers,
         .body = envelope->message.body.bytes,
         .body_len = envelope->message.body.len,
@@ -242,8 +239,8 @@ static void log_received(cel_worker_t *worker, const cel__request_t *request)
         cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] received, ETA %s",
                  msg->task, msg->id, msg->eta);
     else
-        cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] received",
-                 msg->task, msg->id);
+        cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] received", msg->task,
+                 msg->id);
 }
 
 /* Decides what to do with one delivery and does it. Takes the envelope's
@@ -324,8 +321,8 @@ static int handle_other_frame(cel_worker_t *worker)
     switch (frame.payload.method.id) {
     case AMQP_BASIC_RETURN_METHOD: {
         amqp_message_t message;
-        amqp_rpc_reply_t reply = amqp_read_message(conn, frame.channel,
-                                                   &message, 0);
+        amqp_rpc_reply_t reply =
+            amqp_read_message(conn, frame.channel, &message, 0);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL)
             return CEL_EBROKER;
         amqp_destroy_message(&message);
@@ -401,17 +398,17 @@ static int consume_loop(cel_worker_t *worker)
 static int open_session(cel_worker_t *worker)
 {
     const cel__settings_t *settings = &worker->app->settings;
-    int status = cel__broker_connect(
-        settings->broker_url, settings->broker_heartbeat,
-        settings->broker_connection_timeout, &worker->broker,
-        worker->last_error);
+    int status =
+        cel__broker_connect(settings->broker_url, settings->broker_heartbeat,
+                            settings->broker_connection_timeout,
+                            &worker->broker, worker->last_error);
     if (status != CEL_OK)
         return status;
     worker->connection_epoch++;
     worker->applied_prefetch = -1;
     for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
-        status = cel__broker_declare_task_queue(worker->broker,
-                                                worker->queues[i]);
+        status =
+            cel__broker_declare_task_queue(worker->broker, worker->queues[i]);
     if (status == CEL_OK)
         status = update_prefetch(worker);
     for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
@@ -515,8 +512,8 @@ int cel_worker_run(cel_worker_t *worker)
             (settings->broker_connection_max_retries > 0 &&
              attempts >= settings->broker_connection_max_retries)) {
             cel__log(worker->app, CEL_LOG_CRITICAL,
-                     "Giving up on the broker after %d attempts: %s",
-                     attempts, worker->last_error);
+                     "Giving up on the broker after %d attempts: %s", attempts,
+                     worker->last_error);
             return CEL_EBROKER;
         }
         attempts++;

@@ -39,8 +39,8 @@ int cel__decompress(const char *mime, const void *in, size_t in_len,
                 status = CEL_ETOOBIG;
                 goto out;
             }
-            size_t grown = capacity * 2 > max_out + 1 ? max_out + 1
-                                                      : capacity * 2;
+            size_t grown =
+                capacity * 2 > max_out + 1 ? max_out + 1 : capacity * 2;
             unsigned char *bigger = realloc(buffer, grown);
             if (bigger == NULL) {
                 status = CEL_ENOMEM;

@@ -160,9 +160,8 @@ int cel__iso8601_format(double epoch, char *buf, size_t buf_len)
         n = snprintf(buf, buf_len, "%04d-%02d-%02dT%02ld:%02ld:%02ld+00:00",
                      year, month, day, rest / 3600, rest / 60 % 60, rest % 60);
     else
-        n = snprintf(buf, buf_len,
-                     "%04d-%02d-%02dT%02ld:%02ld:%02ld.%06ld+00:00", year,
-                     month, day, rest / 3600, rest / 60 % 60, rest % 60,
-                     micros);
+        n = snprintf(
+            buf, buf_len, "%04d-%02d-%02dT%02ld:%02ld:%02ld.%06ld+00:00", year,
+            month, day, rest / 3600, rest / 60 % 60, rest % 60, micros);
     return n > 0 && (size_t)n < buf_len ? 0 : CEL_EINVAL;
 }

@@ -18,9 +18,9 @@ typedef struct cel__limits {
     int max_depth;      /* JSON nesting of the body */
 } cel__limits_t;
 
-#define CEL__DEFAULT_MAX_BODY ((size_t)128 * 1024 * 1024)
+#define CEL__DEFAULT_MAX_BODY    ((size_t)128 * 1024 * 1024)
 #define CEL__DEFAULT_MAX_HEADERS 256
-#define CEL__DEFAULT_MAX_DEPTH 128
+#define CEL__DEFAULT_MAX_DEPTH   128
 
 void cel__limits_default(cel__limits_t *limits);
 
@@ -65,7 +65,7 @@ typedef struct cel__task_message {
     double time_limit;      /* hard, seconds; 0 = none */
     double soft_time_limit; /* seconds; 0 = none */
     bool ignore_result;
-    int priority; /* -1 = absent */
+    int priority;   /* -1 = absent */
     json_t *args;   /* array */
     json_t *kwargs; /* object */
     json_t *callbacks;
@@ -85,9 +85,8 @@ typedef struct cel__task_message {
  * `out->correlation_id` are filled when the headers carry them, so the
  * caller can report the outcome. Always call cel__task_message_clear().
  */
-int cel__task_decode(const cel__wire_message_t *in,
-                     const cel__limits_t *limits, cel__task_message_t *out,
-                     char *why, size_t why_len);
+int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
+                     cel__task_message_t *out, char *why, size_t why_len);
 
 void cel__task_message_clear(cel__task_message_t *msg);
 

@@ -36,17 +36,17 @@ static char *copy_string(json_t *object, const char *key)
 
 void cel__task_message_clear(cel__task_message_t *msg)
 {
-    char **strings[] = {&msg->id,        &msg->task,       &msg->shadow,
-                        &msg->root_id,   &msg->parent_id,  &msg->group,
-                        &msg->origin,    &msg->reply_to,   &msg->correlation_id,
-                        &msg->eta,       &msg->expires,    &msg->argsrepr,
+    char **strings[] = {&msg->id,        &msg->task,      &msg->shadow,
+                        &msg->root_id,   &msg->parent_id, &msg->group,
+                        &msg->origin,    &msg->reply_to,  &msg->correlation_id,
+                        &msg->eta,       &msg->expires,   &msg->argsrepr,
                         &msg->kwargsrepr};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         free(*strings[i]);
         *strings[i] = NULL;
     }
-    json_t **values[] = {&msg->args,  &msg->kwargs, &msg->callbacks,
-                         &msg->errbacks, &msg->chain, &msg->chord,
+    json_t **values[] = {&msg->args,     &msg->kwargs, &msg->callbacks,
+                         &msg->errbacks, &msg->chain,  &msg->chord,
                          &msg->headers};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         json_decref(*values[i]);
@@ -83,16 +83,15 @@ static int read_number_or_null(json_t *value, double *out)
     return 0;
 }
 
-static int read_timelimit(json_t *fields, cel__task_message_t *out,
-                          char *why, size_t why_len)
+static int read_timelimit(json_t *fields, cel__task_message_t *out, char *why,
+                          size_t why_len)
 {
     json_t *value = json_object_get(fields, "timelimit");
     if (value == NULL || json_is_null(value))
         return CEL_OK;
     if (!json_is_array(value) || json_array_size(value) != 2 ||
         read_number_or_null(json_array_get(value, 0), &out->time_limit) ||
-        read_number_or_null(json_array_get(value, 1),
-                            &out->soft_time_limit))
+        read_number_or_null(json_array_get(value, 1), &out->soft_time_limit))
         return fail(why, why_len, CEL_EINVALTASK,
                     "timelimit is not [hard, soft] with numbers or nulls");
     return CEL_OK;
@@ -134,8 +133,7 @@ static int read_fields(json_t *fields, cel__task_message_t *out, char *why,
         out->has_group_index = true;
     }
 
-    out->ignore_result = json_is_true(json_object_get(fields,
-                                                      "ignore_result"));
+    out->ignore_result = json_is_true(json_object_get(fields, "ignore_result"));
 
     int status = read_timelimit(fields, out, why, why_len);
     if (status == CEL_OK)
@@ -149,8 +147,7 @@ static int read_fields(json_t *fields, cel__task_message_t *out, char *why,
 
 /* Takes args and kwargs from a body, checking their types. */
 static int read_arguments(json_t *args, json_t *kwargs,
-                          cel__task_message_t *out, char *why,
-                          size_t why_len)
+                          cel__task_message_t *out, char *why, size_t why_len)
 {
     if (args == NULL || json_is_null(args))
         args = json_array();
@@ -163,8 +160,7 @@ static int read_arguments(json_t *args, json_t *kwargs,
     out->args = args;
     out->kwargs = kwargs;
     if (!json_is_array(args))
-        return fail(why, why_len, CEL_EINVALTASK,
-                    "task args are not a list");
+        return fail(why, why_len, CEL_EINVALTASK, "task args are not a list");
     if (!json_is_object(kwargs))
         return fail(why, why_len, CEL_EINVALTASK,
                     "task keyword arguments are not a mapping");
@@ -195,20 +191,20 @@ static int read_embed(json_t *embed, cel__task_message_t *out, char *why,
     int status = read_embed_member(embed, "callbacks", true, &out->callbacks,
                                    why, why_len);
     if (status == CEL_OK)
-        status = read_embed_member(embed, "errbacks", true, &out->errbacks,
-                                   why, why_len);
-    if (status == CEL_OK)
-        status = read_embed_member(embed, "chain", true, &out->chain, why,
+        status = read_embed_member(embed, "errbacks", true, &out->errbacks, why,
                                    why_len);
     if (status == CEL_OK)
-        status = read_embed_member(embed, "chord", false, &out->chord, why,
-                                   why_len);
+        status =
+            read_embed_member(embed, "chain", true, &out->chain, why, why_len);
+    if (status == CEL_OK)
+        status =
+            read_embed_member(embed, "chord", false, &out->chord, why, why_len);
     return status;
 }
 
 static const char *const HYBRID_KEYS[] = {
-    "lang",   "task",     "id",      "root_id",  "parent_id",
-    "group",  "meth",     "shadow",  "eta",      "expires",
+    "lang",    "task",      "id",       "root_id",    "parent_id",
+    "group",   "meth",      "shadow",   "eta",        "expires",
     "retries", "timelimit", "argsrepr", "kwargsrepr", "origin"};
 
 /* Headers for a hybrid message: body fields overlaid by the real headers. */
@@ -237,9 +233,9 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
         json_decref(fields);
         if (status != CEL_OK)
             return status;
-        status = read_arguments(json_object_get(body, "args"),
-                                json_object_get(body, "kwargs"), out, why,
-                                why_len);
+        status =
+            read_arguments(json_object_get(body, "args"),
+                           json_object_get(body, "kwargs"), out, why, why_len);
         if (status == CEL_OK)
             status = read_embed(body, out, why, why_len);
         json_decref(out->chain);
@@ -276,8 +272,7 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
     if (status != CEL_OK)
         return status;
     status = read_arguments(json_object_get(body, "args"),
-                            json_object_get(body, "kwargs"), out, why,
-                            why_len);
+                            json_object_get(body, "kwargs"), out, why, why_len);
     if (status == CEL_OK)
         status = read_embed(body, out, why, why_len);
     json_decref(out->chain);
@@ -303,8 +298,8 @@ static int parse_body(const cel__wire_message_t *in,
     json_t *compression = json_object_get(in->headers, "compression");
     if (json_is_string(compression)) {
         const char *mime = json_string_value(compression);
-        status = cel__decompress(mime, bytes, len, limits->max_body,
-                                 &inflated, &len);
+        status = cel__decompress(mime, bytes, len, limits->max_body, &inflated,
+                                 &len);
         if (status == CEL_ECOMPRESS)
             return fail(why, why_len, status,
                         "compression '%.64s' is not supported", mime);
@@ -319,9 +314,9 @@ static int parse_body(const cel__wire_message_t *in,
     }
 
     if (cel__json_check_depth(bytes, len, limits->max_depth) != CEL_OK) {
-        status = fail(why, why_len, CEL_ETOODEEP,
-                      "the body nests deeper than %d levels",
-                      limits->max_depth);
+        status =
+            fail(why, why_len, CEL_ETOODEEP,
+                 "the body nests deeper than %d levels", limits->max_depth);
         goto out;
     }
 
@@ -341,9 +336,8 @@ static bool content_type_is_json(const char *content_type)
     return content_type == NULL || strcmp(content_type, JSON_MIME) == 0;
 }
 
-int cel__task_decode(const cel__wire_message_t *in,
-                     const cel__limits_t *limits, cel__task_message_t *out,
-                     char *why, size_t why_len)
+int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
+                     cel__task_message_t *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
     out->priority = in->priority;
@@ -402,8 +396,8 @@ static json_t *limit_or_null(double seconds)
 
 static json_t *encode_headers(const cel__task_message_t *msg)
 {
-    json_t *headers = msg->headers ? json_deep_copy(msg->headers)
-                                   : json_object();
+    json_t *headers =
+        msg->headers ? json_deep_copy(msg->headers) : json_object();
     if (headers == NULL)
         return NULL;
     json_object_del(headers, "compression");
@@ -422,19 +416,18 @@ static json_t *encode_headers(const cel__task_message_t *msg)
     json_object_set_new(headers, "expires", string_or_null(msg->expires));
     json_object_set_new(headers, "group", string_or_null(msg->group));
     json_object_set_new(headers, "group_index",
-                        msg->has_group_index
-                            ? json_integer(msg->group_index)
-                            : json_null());
+                        msg->has_group_index ? json_integer(msg->group_index)
+                                             : json_null());
     json_object_set_new(headers, "retries", json_integer(msg->retries));
     json_object_set_new(headers, "timelimit", timelimit);
     json_object_set_new(headers, "root_id", string_or_null(msg->root_id));
     json_object_set_new(headers, "parent_id", string_or_null(msg->parent_id));
-    json_object_set_new(headers, "argsrepr",
-                        string_or_null(msg->argsrepr ? msg->argsrepr
-                                                     : argsrepr));
-    json_object_set_new(headers, "kwargsrepr",
-                        string_or_null(msg->kwargsrepr ? msg->kwargsrepr
-                                                       : kwargsrepr));
+    json_object_set_new(
+        headers, "argsrepr",
+        string_or_null(msg->argsrepr ? msg->argsrepr : argsrepr));
+    json_object_set_new(
+        headers, "kwargsrepr",
+        string_or_null(msg->kwargsrepr ? msg->kwargsrepr : kwargsrepr));
     json_object_set_new(headers, "origin", string_or_null(msg->origin));
     json_object_set_new(headers, "ignore_result",
                         json_boolean(msg->ignore_result));
@@ -456,11 +449,10 @@ int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
     if (msg->id == NULL || msg->task == NULL)
         return CEL_EINVAL;
 
-    json_t *embed = json_pack("{s:o, s:o, s:o, s:o}", "callbacks",
-                              member_or_null(msg->callbacks), "errbacks",
-                              member_or_null(msg->errbacks), "chain",
-                              member_or_null(msg->chain), "chord",
-                              member_or_null(msg->chord));
+    json_t *embed = json_pack(
+        "{s:o, s:o, s:o, s:o}", "callbacks", member_or_null(msg->callbacks),
+        "errbacks", member_or_null(msg->errbacks), "chain",
+        member_or_null(msg->chain), "chord", member_or_null(msg->chord));
     json_t *args = msg->args ? json_incref(msg->args) : json_array();
     json_t *kwargs = msg->kwargs ? json_incref(msg->kwargs) : json_object();
     json_t *array = json_pack("[ooo]", args, kwargs, embed);

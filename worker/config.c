@@ -32,8 +32,7 @@ static char *unquote(char *value)
     return value;
 }
 
-static int apply_line(cel_app_t *app, const char *path, int number,
-                      char *line)
+static int apply_line(cel_app_t *app, const char *path, int number, char *line)
 {
     char *text = trim(line);
     if (*text == '\0' || *text == '#')
@@ -88,16 +87,15 @@ int cli_load_environment(cel_app_t *app)
         if (len == 0 || len >= sizeof name)
             continue;
         for (size_t i = 0; i < len; i++)
-            name[i] = (char)tolower(
-                (unsigned char)(*entry)[sizeof PREFIX - 1 + i]);
+            name[i] =
+                (char)tolower((unsigned char)(*entry)[sizeof PREFIX - 1 + i]);
         name[len] = '\0';
         int status = cel_app_set(app, name, equals + 1);
         if (status == CEL_ENOTFOUND)
             continue; /* CELERY_ variables of other programs */
         if (status != CEL_OK) {
-            fprintf(stderr, "celeriac: environment CELERY_%.*s: %s\n",
-                    (int)len, *entry + sizeof PREFIX - 1,
-                    cel_app_last_error(app));
+            fprintf(stderr, "celeriac: environment CELERY_%.*s: %s\n", (int)len,
+                    *entry + sizeof PREFIX - 1, cel_app_last_error(app));
             return -1;
         }
     }

@@ -167,8 +167,8 @@ static int run_worker(int argc, char **argv)
     cel_app_set_log_callback(app, cli_log_line, &min_level);
     if (apply_settings(app, &options) != 0 || load_modules(app, &options))
         goto out;
-    nodename = cli_expand_nodename(options.nodename ? options.nodename
-                                                    : "celery@%h");
+    nodename =
+        cli_expand_nodename(options.nodename ? options.nodename : "celery@%h");
     worker = cel_worker_new(app);
     if (nodename == NULL || worker == NULL ||
         cel_worker_set_nodename(worker, nodename) != CEL_OK ||

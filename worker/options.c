@@ -144,8 +144,8 @@ int cli_parse(int argc, char **argv, cli_options_t *options)
             return status;
     }
     if (optind < argc) {
-        fprintf(stderr, "celeriac: unexpected argument '%s'\n%s",
-                argv[optind], USAGE);
+        fprintf(stderr, "celeriac: unexpected argument '%s'\n%s", argv[optind],
+                USAGE);
         return -1;
     }
     if (options->loglevel && cli_parse_loglevel(options->loglevel) < 0) {

@@ -30,21 +30,21 @@ extern "C" {
 /* Status codes. Every function that returns int returns 0 or one of these. */
 enum cel_status {
     CEL_OK = 0,
-    CEL_ENOMEM = -1,      /* out of memory */
-    CEL_EINVAL = -2,      /* invalid argument or setting value */
-    CEL_EBROKER = -3,     /* broker connection or channel failure */
-    CEL_EDECODE = -4,     /* body is not valid JSON or not valid zlib data */
-    CEL_EINVALTASK = -5,  /* body decoded, but it is not a valid task */
-    CEL_ETOOBIG = -6,     /* body exceeds the size cap */
-    CEL_ETOODEEP = -7,    /* JSON nesting exceeds the depth cap */
-    CEL_ETOOMANY = -8,    /* more headers than the header cap */
-    CEL_ECONTENT = -9,    /* content type is not accepted */
-    CEL_ECOMPRESS = -10,  /* compression method is not supported */
-    CEL_ENOTFOUND = -11,  /* no such task, setting or symbol */
-    CEL_EMODULE = -12,    /* task module could not be loaded */
-    CEL_EEXIST = -13,     /* a task with that name is already registered */
-    CEL_EBACKEND = -14,   /* result backend failure */
-    CEL_ETIMEOUT = -15,   /* operation timed out */
+    CEL_ENOMEM = -1,     /* out of memory */
+    CEL_EINVAL = -2,     /* invalid argument or setting value */
+    CEL_EBROKER = -3,    /* broker connection or channel failure */
+    CEL_EDECODE = -4,    /* body is not valid JSON or not valid zlib data */
+    CEL_EINVALTASK = -5, /* body decoded, but it is not a valid task */
+    CEL_ETOOBIG = -6,    /* body exceeds the size cap */
+    CEL_ETOODEEP = -7,   /* JSON nesting exceeds the depth cap */
+    CEL_ETOOMANY = -8,   /* more headers than the header cap */
+    CEL_ECONTENT = -9,   /* content type is not accepted */
+    CEL_ECOMPRESS = -10, /* compression method is not supported */
+    CEL_ENOTFOUND = -11, /* no such task, setting or symbol */
+    CEL_EMODULE = -12,   /* task module could not be loaded */
+    CEL_EEXIST = -13,    /* a task with that name is already registered */
+    CEL_EBACKEND = -14,  /* result backend failure */
+    CEL_ETIMEOUT = -15,  /* operation timed out */
 };
 
 /* Returns a static description of a status code. Thread-safe. */

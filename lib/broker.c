@@ -139,6 +139,34 @@ static char *split_url(const char *url, char **vhost)
     return normal;
 }
 
+/* Logs in, telling RabbitMQ that this client handles basic.cancel, which
+ * the broker then sends when a consumed queue is deleted. */
+static amqp_rpc_reply_t login_with_capabilities(amqp_connection_state_t conn,
+                                                const char *vhost,
+                                                int heartbeat, const char *user,
+                                                const char *password)
+{
+    amqp_table_entry_t capability_entries[] = {
+        {amqp_cstring_bytes("consumer_cancel_notify"),
+         {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+    };
+    amqp_table_entry_t property_entries[] = {
+        {amqp_cstring_bytes("product"),
+         {.kind = AMQP_FIELD_KIND_UTF8,
+          .value.bytes = amqp_cstring_bytes("celeriac")}},
+        {amqp_cstring_bytes("version"),
+         {.kind = AMQP_FIELD_KIND_UTF8,
+          .value.bytes = amqp_cstring_bytes(CEL_VERSION)}},
+        {amqp_cstring_bytes("capabilities"),
+         {.kind = AMQP_FIELD_KIND_TABLE,
+          .value.table = {1, capability_entries}}},
+    };
+    amqp_table_t properties = {3, property_entries};
+    return amqp_login_with_properties(conn, vhost, 0, FRAME_MAX, heartbeat,
+                                      &properties, AMQP_SASL_METHOD_PLAIN, user,
+                                      password);
+}
+
 int cel__broker_connect(const char *url, int heartbeat, double timeout,
                         cel__broker_t **out, char *error)
 {
@@ -172,9 +200,8 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
         goto fail;
     }
     amqp_set_handshake_timeout(broker->conn, &tv);
-    amqp_rpc_reply_t login =
-        amqp_login(broker->conn, vhost, 0, FRAME_MAX, heartbeat,
-                   AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+    amqp_rpc_reply_t login = login_with_capabilities(
+        broker->conn, vhost, heartbeat, info.user, info.password);
     if ((status = reply_error(broker, login, "login")) != CEL_OK)
         goto fail;
     broker->open = true;

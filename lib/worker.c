@@ -328,6 +328,14 @@ static int handle_other_frame(cel_worker_t *worker)
         amqp_destroy_message(&message);
         return CEL_OK;
     }
+    case AMQP_BASIC_CANCEL_METHOD:
+        /* The broker cancels a consumer when its queue is deleted; a new
+         * session declares the queue again. */
+        cel__set_error(
+            worker->last_error,
+            "the broker cancelled the consumer, as it does when the queue "
+            "is deleted");
+        return CEL_EBROKER;
     case AMQP_CHANNEL_CLOSE_METHOD: {
         amqp_channel_close_t *close = frame.payload.method.decoded;
         cel__set_error(worker->last_error, "broker closed the channel: %u %.*s",

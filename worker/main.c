@@ -131,6 +131,8 @@ static void log_banner(int level, const cel_app_t *app, const char *nodename)
     cel_app_get(app, "broker_url", broker, sizeof broker);
     cel_app_get(app, "result_backend", backend, sizeof backend);
     cel_app_get(app, "worker_pool", pool, sizeof pool);
+    if (strcmp(backend, "None") == 0)
+        snprintf(backend, sizeof backend, "disabled");
     mask_password(broker);
     char line[1024];
     snprintf(line, sizeof line,

@@ -1,0 +1,236 @@
+/* Result bodies, exception dicts and tracebacks as Celery's backends store
+ * them. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+/* Parses an encoded body, failing the test when it is not a JSON object. */
+static json_t *parse_body(const char *text)
+{
+    ck_assert_ptr_nonnull(text);
+    json_error_t error;
+    json_t *body = json_loads(text, 0, &error);
+    ck_assert_msg(json_is_object(body), "not a JSON object: %s", text);
+    return body;
+}
+
+static bool ends_with(const char *text, const char *suffix)
+{
+    size_t len = strlen(text);
+    size_t suffix_len = strlen(suffix);
+    return len >= suffix_len && strcmp(text + len - suffix_len, suffix) == 0;
+}
+
+START_TEST(test_rpc_body_has_exactly_five_keys)
+{
+    json_t *result = json_integer(5);
+    json_t *children = json_array();
+    char *text =
+        cel__result_encode_rpc("id-1", "SUCCESS", result, NULL, children);
+    json_t *body = parse_body(text);
+
+    ck_assert_int_eq(json_object_size(body), 5);
+    ck_assert_str_eq(json_string_value(json_object_get(body, "task_id")),
+                     "id-1");
+    ck_assert_str_eq(json_string_value(json_object_get(body, "status")),
+                     "SUCCESS");
+    ck_assert(json_equal(json_object_get(body, "result"), result));
+    ck_assert(json_is_null(json_object_get(body, "traceback")));
+    ck_assert(json_equal(json_object_get(body, "children"), children));
+
+    json_decref(body);
+    free(text);
+    json_decref(children);
+    json_decref(result);
+}
+END_TEST
+
+/* Under LeakSanitizer this also checks that the default list is freed. */
+START_TEST(test_rpc_body_children_default_to_empty_list)
+{
+    char *text = cel__result_encode_rpc("id-5", "SUCCESS", NULL, NULL, NULL);
+    json_t *body = parse_body(text);
+
+    ck_assert_int_eq(json_object_size(body), 5);
+    json_t *children = json_object_get(body, "children");
+    ck_assert(json_is_array(children));
+    ck_assert_int_eq(json_array_size(children), 0);
+
+    json_decref(body);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_rpc_body_null_result_is_json_null)
+{
+    json_t *children = json_array();
+    char *text =
+        cel__result_encode_rpc("id-2", "SUCCESS", NULL, NULL, children);
+    json_t *body = parse_body(text);
+    json_t *result = json_object_get(body, "result");
+    ck_assert_ptr_nonnull(result);
+    ck_assert(json_is_null(result));
+
+    json_decref(body);
+    free(text);
+    json_decref(children);
+}
+END_TEST
+
+START_TEST(test_rpc_body_borrows_result_and_children)
+{
+    json_t *result = json_pack("{s:i}", "sum", 5);
+    json_t *children = json_pack("[[[s, n], n]]", "child-1");
+    size_t result_refs = result->refcount;
+    size_t children_refs = children->refcount;
+
+    char *text =
+        cel__result_encode_rpc("id-3", "SUCCESS", result, NULL, children);
+    ck_assert_uint_eq(result->refcount, result_refs);
+    ck_assert_uint_eq(children->refcount, children_refs);
+    json_t *body = parse_body(text);
+    ck_assert(json_equal(json_object_get(body, "result"), result));
+    ck_assert(json_equal(json_object_get(body, "children"), children));
+
+    json_decref(body);
+    free(text);
+    json_decref(result);
+    json_decref(children);
+}
+END_TEST
+
+START_TEST(test_rpc_failure_body_carries_exception_and_traceback)
+{
+    json_t *exc = cel__exception_new("ValueError", "builtins", "boom");
+    char *traceback =
+        cel__traceback_format("tasks.fail", "ValueError", "builtins", "boom");
+    json_t *children = json_array();
+    char *text =
+        cel__result_encode_rpc("id-4", "FAILURE", exc, traceback, children);
+    json_t *body = parse_body(text);
+
+    ck_assert_str_eq(json_string_value(json_object_get(body, "status")),
+                     "FAILURE");
+    ck_assert(json_equal(json_object_get(body, "result"), exc));
+    ck_assert_str_eq(json_string_value(json_object_get(body, "traceback")),
+                     traceback);
+
+    json_decref(body);
+    free(text);
+    free(traceback);
+    json_decref(children);
+    json_decref(exc);
+}
+END_TEST
+
+START_TEST(test_exception_dict_has_celery_shape)
+{
+    json_t *exc = cel__exception_new("ValueError", "builtins", "boom");
+    ck_assert_ptr_nonnull(exc);
+
+    ck_assert_int_eq(json_object_size(exc), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(exc, "exc_type")),
+                     "ValueError");
+    ck_assert_str_eq(json_string_value(json_object_get(exc, "exc_module")),
+                     "builtins");
+    json_t *message = json_object_get(exc, "exc_message");
+    ck_assert(json_is_array(message));
+    ck_assert_int_eq(json_array_size(message), 1);
+    ck_assert_str_eq(json_string_value(json_array_get(message, 0)), "boom");
+
+    json_decref(exc);
+}
+END_TEST
+
+START_TEST(test_exception_without_message_has_empty_args)
+{
+    json_t *exc = cel__exception_new("MaxRetriesExceededError",
+                                     "celery.exceptions", NULL);
+    ck_assert_ptr_nonnull(exc);
+
+    json_t *message = json_object_get(exc, "exc_message");
+    ck_assert(json_is_array(message));
+    ck_assert_int_eq(json_array_size(message), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(exc, "exc_module")),
+                     "celery.exceptions");
+
+    json_decref(exc);
+}
+END_TEST
+
+START_TEST(test_traceback_ends_with_type_and_message)
+{
+    char *text =
+        cel__traceback_format("tasks.fail", "ValueError", "builtins", "boom");
+    ck_assert_ptr_nonnull(text);
+
+    ck_assert_msg(strncmp(text, "Traceback (most recent call last):\n", 35) ==
+                      0,
+                  "traceback starts with: %s", text);
+    ck_assert_ptr_nonnull(strstr(text, "tasks.fail"));
+    ck_assert_msg(ends_with(text, "\nValueError: boom\n"),
+                  "traceback ends with: %s", text);
+
+    free(text);
+}
+END_TEST
+
+START_TEST(test_traceback_qualifies_non_builtin_module)
+{
+    char *text = cel__traceback_format("tasks.fail", "CustomError",
+                                       "myapp.errors", "bad input");
+    ck_assert_msg(ends_with(text, "\nmyapp.errors.CustomError: bad input\n"),
+                  "traceback ends with: %s", text);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_traceback_has_exact_text)
+{
+    char *text =
+        cel__traceback_format("tasks.fail", "ValueError", "builtins", "boom");
+    ck_assert_str_eq(text, "Traceback (most recent call last):\n"
+                           "  File \"<celeriac>\", in tasks.fail\n"
+                           "ValueError: boom\n");
+    free(text);
+}
+END_TEST
+
+static Suite *result_suite(void)
+{
+    Suite *suite = suite_create("result");
+
+    TCase *rpc = tcase_create("rpc");
+    tcase_add_test(rpc, test_rpc_body_has_exactly_five_keys);
+    tcase_add_test(rpc, test_rpc_body_null_result_is_json_null);
+    tcase_add_test(rpc, test_rpc_body_borrows_result_and_children);
+    tcase_add_test(rpc, test_rpc_failure_body_carries_exception_and_traceback);
+    suite_add_tcase(suite, rpc);
+
+    TCase *exception = tcase_create("exception");
+    tcase_add_test(exception, test_exception_dict_has_celery_shape);
+    tcase_add_test(exception, test_exception_without_message_has_empty_args);
+    tcase_add_test(exception, test_traceback_ends_with_type_and_message);
+    tcase_add_test(exception, test_traceback_qualifies_non_builtin_module);
+    tcase_add_test(exception, test_traceback_has_exact_text);
+    suite_add_tcase(suite, exception);
+
+    /* Tests that pin a bug still open in the code under test. */
+    TCase *known_bugs = tcase_create("known_bugs");
+    tcase_set_tags(known_bugs, "known_bug");
+    tcase_add_test(known_bugs, test_rpc_body_children_default_to_empty_list);
+    suite_add_tcase(suite, known_bugs);
+
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(result_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

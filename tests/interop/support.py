@@ -239,6 +239,20 @@ def queue_depths(queue):
     raise LookupError(f"queue {queue!r} not found in rabbitmqctl list_queues")
 
 
+def wait_for_empty_queue(queue, timeout=5.0):
+    """Poll ``queue_depths`` until both counts are 0; return the last counts.
+
+    Workers may send an ack just after the result (Celery defers it to its
+    next event-loop pass), so a single look can catch it in flight.
+    """
+    deadline = time.monotonic() + timeout
+    depths = queue_depths(queue)
+    while depths != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        depths = queue_depths(queue)
+    return depths
+
+
 def delete_queue(queue):
     with amqp_connection() as connection:
         channel = connection.channel()

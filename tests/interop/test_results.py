@@ -1,0 +1,82 @@
+"""Which result messages the worker sends on the rpc backend."""
+
+import time
+
+from support import RESULT_TIMEOUT, publish_task_v2
+
+
+def test_success_result_message(worker, reply_queue):
+    task_id = publish_task_v2(worker.queue, "tasks.add", args=[2, 3],
+                              reply_to=reply_queue.name)
+    messages = reply_queue.wait_for(task_id)
+    assert len(messages) == 1
+    meta = messages[0]
+    assert meta["task_id"] == task_id
+    assert meta["status"] == "SUCCESS"
+    assert meta["result"] == 5
+    assert meta["traceback"] is None
+    assert meta["children"] == []
+
+
+def test_failure_result_message(worker, reply_queue):
+    task_id = publish_task_v2(worker.queue, "tasks.fail", args=["boom"],
+                              reply_to=reply_queue.name)
+    meta = reply_queue.wait_for(task_id)[-1]
+    assert meta["status"] == "FAILURE"
+    assert meta["result"] == {
+        "exc_type": "ValueError",
+        "exc_message": ["boom"],
+        "exc_module": "builtins",
+    }
+    assert isinstance(meta["traceback"], str)
+
+
+def test_ignore_result_header_sends_nothing(worker, reply_queue):
+    ignored_id = publish_task_v2(worker.queue, "tasks.add", args=[1, 1],
+                                 reply_to=reply_queue.name, ignore_result=True)
+    marker_id = publish_task_v2(worker.queue, "tasks.add", args=[2, 2],
+                                reply_to=reply_queue.name)
+    messages = reply_queue.wait_for(marker_id)
+    assert [meta["task_id"] for meta in messages] == [marker_id]
+
+
+def test_ignore_result_option_sends_nothing(client, worker, reply_queue):
+    ignored = client.send_task("tasks.add", args=[1, 1], queue=worker.queue,
+                               ignore_result=True, reply_to=reply_queue.name)
+    marker = client.send_task("tasks.add", args=[2, 2], queue=worker.queue,
+                              reply_to=reply_queue.name)
+    messages = reply_queue.wait_for(marker.id)
+    task_ids = [meta["task_id"] for meta in messages]
+    assert ignored.id not in task_ids
+    assert task_ids == [marker.id]
+
+
+def test_ignore_result_header_still_sends_failure(worker, reply_queue):
+    # Celery 5.2 applies the ignore_result header to successes only. Failures
+    # are stored unless the task itself has ignore_result set.
+    failed_id = publish_task_v2(worker.queue, "tasks.fail", args=["not ignored"],
+                                reply_to=reply_queue.name, ignore_result=True)
+    messages = reply_queue.wait_for(failed_id)
+    assert [meta["task_id"] for meta in messages] == [failed_id]
+    assert messages[0]["status"] == "FAILURE"
+
+
+def test_empty_reply_to_sends_nothing(worker, reply_queue, run):
+    publish_task_v2(worker.queue, "tasks.add", args=[1, 1], reply_to="")
+    assert run("tasks.add", 3, 3) == 6
+    assert reply_queue.get_all() == []
+
+
+def test_result_correlation_id_is_task_id(worker, reply_queue):
+    task_id = publish_task_v2(worker.queue, "tasks.echo", args=["x"],
+                              reply_to=reply_queue.name)
+    message = None
+    for _ in range(int(RESULT_TIMEOUT / 0.05)):
+        message = reply_queue.channel.basic_get(reply_queue.name, no_ack=True)
+        if message is not None:
+            break
+        time.sleep(0.05)
+    assert message is not None, "no result message arrived"
+    assert message.properties.get("correlation_id") == task_id
+    assert message.properties.get("content_type") == "application/json"
+    assert message.properties.get("delivery_mode") == 1

@@ -125,6 +125,8 @@ static int apply(cel__settings_t *settings, const setting_t *setting,
         return CEL_OK;
     }
     case KIND_BOOL:
+        if (text == NULL)
+            return CEL_EINVAL;
         return parse_bool(text, field) == 0 ? CEL_OK : CEL_EINVAL;
     case KIND_INT:
         if (is_none(text)) {
@@ -207,9 +209,15 @@ int cel_app_get(const cel_app_t *app, const char *name, char *buf,
     case KIND_INT:
         snprintf(buf, buf_len, "%d", *(const int *)field);
         break;
-    case KIND_FLOAT:
-        snprintf(buf, buf_len, "%g", *(const double *)field);
+    case KIND_FLOAT: {
+        /* Print as Python prints a float: 4.0, not 4. */
+        double value = *(const double *)field;
+        if (value == (double)(long long)value)
+            snprintf(buf, buf_len, "%.1f", value);
+        else
+            snprintf(buf, buf_len, "%.17g", value);
         break;
+    }
     }
     return CEL_OK;
 }

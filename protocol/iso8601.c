@@ -1,6 +1,7 @@
 /* ISO-8601 date-times as Celery writes and reads them. */
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,13 @@ static void civil_from_days(long z, int *year, int *month, int *day)
     *year = (int)(y + (m <= 2));
     *month = (int)m;
     *day = (int)d;
+}
+
+static long days_in_month(long year, long month)
+{
+    static const int DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : DAYS[month - 1];
 }
 
 /* Reads exactly `count` digits. Returns -1 when they are not there. */
@@ -121,7 +129,7 @@ int cel__iso8601_parse(const char *text, double *epoch)
     if (month < 1 || month > 12 || *p++ != '-')
         return CEL_EINVAL;
     long day = read_digits(&p, 2);
-    if (day < 1 || day > 31)
+    if (day < 1 || day > days_in_month(year, month))
         return CEL_EINVAL;
 
     double seconds_of_day = 0.0;

@@ -153,10 +153,11 @@ int cel__compress_zlib(const void *in, size_t in_len, void **out,
                        size_t *out_len);
 
 /*
- * Returns the Python repr of a JSON value as Celery's saferepr prints it
- * ('abc', None, True, {'a': 1}), cut to about max_len characters with
- * "..." when longer. With as_tuple an array prints as a tuple: (1, 2), (1,).
- * Malloc'd; NULL on ENOMEM.
+ * Returns a JSON value as Celery's saferepr() prints it: 'abc' (a quote
+ * inside escaped as \'), None, True, 1.5, {'a': 1}, with containers nested
+ * three levels deep shown as {...} or [...], and the text cut to about
+ * max_len characters with "..." when longer. With as_tuple an array prints
+ * as a tuple: (1, 2), (1,), (). Malloc'd; NULL on ENOMEM.
  */
 char *cel__pyrepr(json_t *value, size_t max_len, bool as_tuple);
 

@@ -1,4 +1,4 @@
-/* Python repr() of JSON values, for argsrepr, events and log lines. */
+/* Celery's saferepr() of JSON values, for argsrepr, events and log lines. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,30 +7,22 @@
 #include "protocol.h"
 #include "strbuf.h"
 
+#define MAX_LEVELS 3
+
 static void repr_value(cel__strbuf_t *sb, json_t *value, int depth);
 
+/* Strings as Celery's saferepr prints them: single quotes, a quote inside
+ * escaped as \', every other character kept as it is. */
 static void repr_string(cel__strbuf_t *sb, const char *text, size_t len)
 {
-    bool has_single = memchr(text, '\'', len) != NULL;
-    bool has_double = memchr(text, '"', len) != NULL;
-    char quote = has_single && !has_double ? '"' : '\'';
-    cel__strbuf_append(sb, &quote, 1);
+    cel__strbuf_puts(sb, "'");
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '\\' || c == (unsigned char)quote)
-            cel__strbuf_printf(sb, "\\%c", c);
-        else if (c == '\n')
-            cel__strbuf_puts(sb, "\\n");
-        else if (c == '\r')
-            cel__strbuf_puts(sb, "\\r");
-        else if (c == '\t')
-            cel__strbuf_puts(sb, "\\t");
-        else if (c < 0x20 || c == 0x7f)
-            cel__strbuf_printf(sb, "\\x%02x", c);
+        if (text[i] == '\'')
+            cel__strbuf_puts(sb, "\\'");
         else
-            cel__strbuf_append(sb, (const char *)&c, 1);
+            cel__strbuf_append(sb, &text[i], 1);
     }
-    cel__strbuf_append(sb, &quote, 1);
+    cel__strbuf_puts(sb, "'");
 }
 
 /* Python's float repr: the shortest digits that read back the same, fixed
@@ -111,8 +103,13 @@ static void repr_object(cel__strbuf_t *sb, json_t *object, int depth)
 
 static void repr_value(cel__strbuf_t *sb, json_t *value, int depth)
 {
-    if (depth > 64) {
-        cel__strbuf_puts(sb, "...");
+    /* saferepr's maxlevels=3: containers nested deeper print as {...}. */
+    if (depth >= MAX_LEVELS && json_is_array(value)) {
+        cel__strbuf_puts(sb, "[...]");
+        return;
+    }
+    if (depth >= MAX_LEVELS && json_is_object(value)) {
+        cel__strbuf_puts(sb, "{...}");
         return;
     }
     switch (json_typeof(value)) {

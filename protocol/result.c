@@ -42,7 +42,8 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
     json_object_set(body, "result", result ? result : json_null());
     json_object_set_new(body, "traceback",
                         traceback ? json_string(traceback) : json_null());
-    json_object_set(body, "children", children ? children : json_array());
+    json_object_set_new(body, "children",
+                        children ? json_incref(children) : json_array());
     if (json_object_size(body) == 5)
         text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(body);

@@ -54,6 +54,17 @@ void cel__task_message_clear(cel__task_message_t *msg)
     }
 }
 
+/* argsrepr as Celery computes it: saferepr of the args tuple. */
+static char *args_repr(json_t *args)
+{
+    return args ? cel__pyrepr(args, 1024, true) : strdup("()");
+}
+
+static char *kwargs_repr(json_t *kwargs)
+{
+    return kwargs ? cel__pyrepr(kwargs, 1024, false) : strdup("{}");
+}
+
 /* Reads an optional ISO-8601 field into its text and timestamp. */
 static int read_time_field(json_t *fields, const char *key, char **text,
                            double *ts, char *why, size_t why_len)
@@ -277,6 +288,11 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
         status = read_embed(body, out, why, why_len);
     json_decref(out->chain);
     out->chain = NULL;
+    if (status == CEL_OK) {
+        /* Protocol v1 has no reprs; Celery computes them on receipt. */
+        out->argsrepr = args_repr(out->args);
+        out->kwargsrepr = kwargs_repr(out->kwargs);
+    }
     return status;
 }
 
@@ -389,9 +405,14 @@ static json_t *string_or_null(const char *text)
     return text ? json_string(text) : json_null();
 }
 
+/* A time limit as the client wrote it: whole seconds as an integer. */
 static json_t *limit_or_null(double seconds)
 {
-    return seconds > 0 ? json_real(seconds) : json_null();
+    if (seconds <= 0)
+        return json_null();
+    if (seconds < 1e15 && seconds == (double)(json_int_t)seconds)
+        return json_integer((json_int_t)seconds);
+    return json_real(seconds);
 }
 
 static json_t *encode_headers(const cel__task_message_t *msg)
@@ -404,9 +425,8 @@ static json_t *encode_headers(const cel__task_message_t *msg)
 
     json_t *timelimit = json_pack("[oo]", limit_or_null(msg->time_limit),
                                   limit_or_null(msg->soft_time_limit));
-    char *argsrepr = msg->argsrepr ? NULL : cel__pyrepr(msg->args, 1024, true);
-    char *kwargsrepr =
-        msg->kwargsrepr ? NULL : cel__pyrepr(msg->kwargs, 1024, false);
+    char *argsrepr = msg->argsrepr ? NULL : args_repr(msg->args);
+    char *kwargsrepr = msg->kwargsrepr ? NULL : kwargs_repr(msg->kwargs);
 
     json_object_set_new(headers, "lang", json_string("py"));
     json_object_set_new(headers, "task", json_string(msg->task));

@@ -11,14 +11,22 @@ static bool acks_late(const cel_worker_t *worker, const cel_task_t *task)
                                 : worker->app->settings.task_acks_late;
 }
 
+/* The ignore_result header of a request suppresses its success only, as in
+ * Celery 5.2; errors follow the task's own option. */
 static bool ignores_result(const cel_worker_t *worker,
                            const cel__request_t *request)
 {
-    const cel_task_t *task = request->task;
-    if (request->msg.ignore_result)
-        return true;
-    return task->ignore_result >= 0 ? task->ignore_result
-                                    : worker->app->settings.task_ignore_result;
+    return request->msg.ignore_result ||
+           !cel__stores_errors(worker, request->task);
+}
+
+bool cel__stores_errors(const cel_worker_t *worker, const cel_task_t *task)
+{
+    const cel__settings_t *settings = &worker->app->settings;
+    bool ignored = settings->task_ignore_result;
+    if (task != NULL && task->ignore_result >= 0)
+        ignored = task->ignore_result;
+    return !ignored || settings->task_store_errors_even_if_ignored;
 }
 
 static double soft_limit(const cel_worker_t *worker,
@@ -67,7 +75,7 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
         cel__traceback_format(msg->task, exc_type, exc_module, message);
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, repr ? repr : exc_type);
-    if (!ignores_result(worker, request))
+    if (cel__stores_errors(worker, request->task))
         cel__store_exception(worker, msg, "FAILURE", exc_type, exc_module,
                              message, traceback);
     free(traceback);
@@ -141,7 +149,7 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
     cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] retry: Retry in %gs%s%s",
              msg->task, msg->id, countdown, repr ? ": " : "", repr ? repr : "");
     free(repr);
-    if (ignores_result(worker, request))
+    if (!cel__stores_errors(worker, task))
         return true;
     if (ctx->exc_type != NULL) {
         char *traceback = cel__traceback_format(

@@ -20,6 +20,7 @@ typedef struct cel__settings {
     bool task_acks_late;
     bool task_acks_on_failure_or_timeout;
     bool task_ignore_result;
+    bool task_store_errors_even_if_ignored;
     bool task_track_started;
     bool worker_send_task_events;
     bool broker_connection_retry;

@@ -32,6 +32,8 @@ static const setting_t SETTINGS[] = {
     {"task_acks_on_failure_or_timeout", KIND_BOOL,
      FIELD(task_acks_on_failure_or_timeout), "true"},
     {"task_ignore_result", KIND_BOOL, FIELD(task_ignore_result), "false"},
+    {"task_store_errors_even_if_ignored", KIND_BOOL,
+     FIELD(task_store_errors_even_if_ignored), "false"},
     {"task_track_started", KIND_BOOL, FIELD(task_track_started), "false"},
     {"worker_send_task_events", KIND_BOOL, FIELD(worker_send_task_events),
      "false"},

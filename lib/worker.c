@@ -188,8 +188,9 @@ void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request)
     cel__log(worker->app, CEL_LOG_WARNING,
              "Discarding expired task %s[%s] (acked): it expired at %s",
              msg->task, msg->id, msg->expires);
-    cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
-                         "celery.exceptions", "expired", NULL);
+    if (cel__stores_errors(worker, request->task))
+        cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
+                             "celery.exceptions", "expired", NULL);
     cel__ack(worker, request);
 }
 

@@ -58,5 +58,8 @@ void cel__reject(cel_worker_t *worker, const cel__request_t *request,
 
 /* Ends an expired request: REVOKED stored, message acked. */
 void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request);
+/* Whether failures, retries and revocations of `task` (NULL: not known)
+ * are stored, from its ignore_result option and the settings. */
+bool cel__stores_errors(const cel_worker_t *worker, const cel_task_t *task);
 
 #endif

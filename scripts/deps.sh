@@ -29,6 +29,8 @@ TEST_PACKAGES=(
     check
     libsubunit-dev
     clang-format
+    clang
+    libclang-rt-14-dev
     rabbitmq-server
     redis-server
     python3-celery

@@ -96,7 +96,7 @@ def start_worker(worker):
     """Start ``worker`` and run two tasks on it before the test uses it.
 
     Python Celery 5.2 with the solo pool leaves acks to its event loop, which
-    holds the first message's ack until after the next message has run. The
+    sends the first message's ack only after the next message has run. The
     warm-up tasks keep that delay out of the tests.
     """
     worker.start()

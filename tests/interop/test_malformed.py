@@ -3,14 +3,13 @@
 Each case starts a worker of its own, publishes one bad message, then a
 normal task. When the normal task's result arrives, the bad message has been
 handled (the worker reads its queue in order). A dead-letter policy on the
-queue tells a reject (requeue=False: the message is dead-lettered) from an
-ack (it is gone).
+queue distinguishes a reject (requeue=False: the message is dead-lettered)
+from an ack (the message is gone).
 """
 
 import json
 import re
 import uuid
-import zlib
 from dataclasses import dataclass, field
 
 import pytest

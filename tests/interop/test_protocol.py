@@ -1,14 +1,20 @@
 """Task protocol v1 messages and compressed bodies from a real Celery client."""
 
+import uuid
 import zlib
 
 import pytest
 from celery import Celery
 
 from conftest import run_task
-from support import BROKER_URL, RESULT_BACKEND, RESULT_TIMEOUT, publish_raw, task_body_v2, task_headers_v2
-
-import uuid
+from support import (
+    BROKER_URL,
+    RESULT_BACKEND,
+    RESULT_TIMEOUT,
+    publish_raw,
+    task_body_v2,
+    task_headers_v2,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from support import RESULT_TIMEOUT, ReplyQueue, publish_task_v2, task_body_v2
+from support import publish_task_v2, task_body_v2
 
 TEXTS = {
     "latin": "héllo wörld, ça va? ñ ß",
@@ -42,19 +42,15 @@ def test_echo_string_with_nul(run):
     assert run("tasks.echo", "before\u0000after") == "before\u0000after"
 
 
-def test_echo_unescaped_utf8_body(worker):
+def test_echo_unescaped_utf8_body(worker, reply_queue):
     # Python's JSON writer escapes non-ASCII, so this body sends raw UTF-8
     # bytes, as other Celery clients do.
     text = TEXTS["emoji"] + TEXTS["cjk"]
-    replies = ReplyQueue()
-    try:
-        task_id = publish_task_v2(
-            worker.queue, "tasks.echo", reply_to=replies.name,
-            body=task_body_v2([text], ensure_ascii=False),
-        )
-        messages = replies.wait_for(task_id, timeout=RESULT_TIMEOUT)
-    finally:
-        replies.close()
+    task_id = publish_task_v2(
+        worker.queue, "tasks.echo", reply_to=reply_queue.name,
+        body=task_body_v2([text], ensure_ascii=False),
+    )
+    messages = reply_queue.wait_for(task_id)
     final = messages[-1]
     assert final["status"] == "SUCCESS"
     assert final["result"] == text

@@ -239,7 +239,7 @@ def queue_depths(queue):
     raise LookupError(f"queue {queue!r} not found in rabbitmqctl list_queues")
 
 
-def wait_for_empty_queue(queue, timeout=5.0):
+def wait_for_empty_queue(queue, timeout=10.0):
     """Poll ``queue_depths`` until both counts are 0; return the last counts.
 
     Workers may send an ack just after the result (Celery defers it to its

@@ -80,7 +80,7 @@ services:
 	scripts/services.sh start
 
 interop: all services
-	$(PYTHON) -m pytest -q tests/interop
+	CELERIAC_REQUIRE_BROKER=1 $(PYTHON) -m pytest -q tests/interop
 
 asan:
 	$(MAKE) BUILD=build/asan SANITIZE=address,undefined OPT="-O1 -g" check

@@ -117,24 +117,34 @@ static double seconds_argument(json_t *args, json_t *kwargs)
     return json_is_number(value) ? json_number_value(value) : -1;
 }
 
+static double monotonic_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
 static json_t *sleep_task(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
     double seconds = seconds_argument(args, kwargs);
     if (seconds < 0 || !isfinite(seconds))
         return cel_fail(ctx, "ValueError", "builtins",
                         "sleep() expects a non-negative number of seconds");
-    struct timespec nap = {(time_t)seconds,
-                           (long)((seconds - floor(seconds)) * 1e9)};
-    while (nanosleep(&nap, &nap) != 0)
-        ;
+    /* Sleeps in slices so a soft time limit ends the task, as Celery's
+     * SoftTimeLimitExceeded interrupts time.sleep in a Python task. */
+    double end = monotonic_seconds() + seconds;
+    for (;;) {
+        if (cel_context_soft_time_limit_exceeded(ctx))
+            return cel_fail(ctx, "SoftTimeLimitExceeded", "billiard.exceptions",
+                            "%s", "");
+        double left = end - monotonic_seconds();
+        if (left <= 0)
+            break;
+        double slice = left < 0.05 ? left : 0.05;
+        struct timespec nap = {0, (long)(slice * 1e9)};
+        nanosleep(&nap, NULL);
+    }
     return json_null();
-}
-
-static double monotonic_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 static json_t *spin(cel_context_t *ctx, json_t *args, json_t *kwargs)

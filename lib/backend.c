@@ -5,13 +5,118 @@
 
 #include "worker_internal.h"
 
+/* Results kept for a later connection; past this many the oldest is
+ * dropped, so a long outage cannot exhaust memory. */
+#define PENDING_RESULTS_MAX 100000
+
+static int publish_result(cel_worker_t *worker, const char *reply_to,
+                          const char *correlation_id, const char *body)
+{
+    cel__publish_t msg = {
+        .exchange = "",
+        .routing_key = reply_to,
+        .correlation_id = correlation_id,
+        .delivery_mode = worker->app->settings.result_persistent ? 2 : 1,
+        .priority = 0,
+        .body = body,
+        .body_len = strlen(body),
+    };
+    return cel__broker_publish(worker->broker, &msg);
+}
+
+static void drop_oldest_pending(cel_worker_t *worker)
+{
+    cel__pending_result_t *oldest = worker->pending_head;
+    worker->pending_head = oldest->next;
+    if (worker->pending_head == NULL)
+        worker->pending_tail = NULL;
+    worker->pending_count--;
+    cel__log(worker->app, CEL_LOG_ERROR,
+             "Dropping the result for %s: more than %d results wait for the "
+             "broker",
+             oldest->correlation_id, PENDING_RESULTS_MAX);
+    free(oldest->reply_to);
+    free(oldest->correlation_id);
+    free(oldest->body);
+    free(oldest);
+}
+
+/* Keeps a result for the next connection. Takes ownership of `body`. */
+static void keep_pending(cel_worker_t *worker, const char *reply_to,
+                         const char *correlation_id, char *body)
+{
+    cel__pending_result_t *item = calloc(1, sizeof *item);
+    if (item != NULL) {
+        item->reply_to = strdup(reply_to);
+        item->correlation_id = strdup(correlation_id);
+        item->body = body;
+    }
+    if (item == NULL || item->reply_to == NULL ||
+        item->correlation_id == NULL) {
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "Dropping the result for %s: out of memory", correlation_id);
+        if (item != NULL) {
+            free(item->reply_to);
+            free(item->correlation_id);
+            free(item);
+        }
+        free(body);
+        return;
+    }
+    if (worker->pending_count >= PENDING_RESULTS_MAX)
+        drop_oldest_pending(worker);
+    if (worker->pending_tail != NULL)
+        worker->pending_tail->next = item;
+    else
+        worker->pending_head = item;
+    worker->pending_tail = item;
+    worker->pending_count++;
+}
+
+void cel__flush_pending_results(cel_worker_t *worker)
+{
+    size_t sent = 0;
+    while (worker->pending_head != NULL && worker->broker != NULL) {
+        cel__pending_result_t *item = worker->pending_head;
+        if (publish_result(worker, item->reply_to, item->correlation_id,
+                           item->body) != CEL_OK)
+            break;
+        worker->pending_head = item->next;
+        if (worker->pending_head == NULL)
+            worker->pending_tail = NULL;
+        worker->pending_count--;
+        free(item->reply_to);
+        free(item->correlation_id);
+        free(item->body);
+        free(item);
+        sent++;
+    }
+    if (sent > 0)
+        cel__log(worker->app, CEL_LOG_INFO,
+                 "Sent %zu results kept while the broker was away", sent);
+}
+
+void cel__free_pending_results(cel_worker_t *worker)
+{
+    while (worker->pending_head != NULL) {
+        cel__pending_result_t *item = worker->pending_head;
+        worker->pending_head = item->next;
+        free(item->reply_to);
+        free(item->correlation_id);
+        free(item->body);
+        free(item);
+    }
+    worker->pending_tail = NULL;
+    worker->pending_count = 0;
+}
+
 void cel__store_result(cel_worker_t *worker, const char *task_id,
                        const char *reply_to, const char *correlation_id,
                        const char *status, json_t *result,
                        const char *traceback)
 {
-    if (worker->backend == CEL__BACKEND_DISABLED || worker->broker == NULL ||
-        reply_to == NULL || reply_to[0] == '\0' || task_id == NULL)
+    if (worker->backend == CEL__BACKEND_DISABLED || reply_to == NULL ||
+        reply_to[0] == '\0' || task_id == NULL)
         return;
 
     char *body =
@@ -22,20 +127,18 @@ void cel__store_result(cel_worker_t *worker, const char *task_id,
                  status, task_id);
         return;
     }
-    cel__publish_t msg = {
-        .exchange = "",
-        .routing_key = reply_to,
-        .correlation_id = correlation_id ? correlation_id : task_id,
-        .delivery_mode = worker->app->settings.result_persistent ? 2 : 1,
-        .priority = 0,
-        .body = body,
-        .body_len = strlen(body),
-    };
-    if (cel__broker_publish(worker->broker, &msg) != CEL_OK)
-        cel__log(worker->app, CEL_LOG_ERROR,
-                 "Cannot send the %s result of task %s to %s: %s", status,
-                 task_id, reply_to, cel__broker_error(worker->broker));
-    free(body);
+    const char *correlation = correlation_id ? correlation_id : task_id;
+    if (worker->broker != NULL && worker->pending_head == NULL &&
+        publish_result(worker, reply_to, correlation, body) == CEL_OK) {
+        free(body);
+        return;
+    }
+    if (worker->broker != NULL && worker->pending_head == NULL)
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Cannot send the %s result of task %s to %s now (%s); it "
+                 "is kept for the next connection",
+                 status, task_id, reply_to, cel__broker_error(worker->broker));
+    keep_pending(worker, reply_to, correlation, body);
 }
 
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,

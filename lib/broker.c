@@ -10,9 +10,14 @@
 #define CHANNEL   1
 #define FRAME_MAX 131072
 
+#define CONSUMERS_MAX 64
+
 struct cel__broker {
     amqp_connection_state_t conn;
     bool open;
+    bool per_consumer_qos; /* a consumed queue refuses global QoS */
+    char *consumer_tags[CONSUMERS_MAX];
+    size_t consumer_count;
     char error[CEL__ERROR_LEN];
 };
 
@@ -236,10 +241,55 @@ void cel__broker_free(cel__broker_t *broker)
         }
         amqp_destroy_connection(broker->conn);
     }
+    for (size_t i = 0; i < broker->consumer_count; i++)
+        free(broker->consumer_tags[i]);
     free(broker);
 }
 
-int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue)
+/* Declares the queue Celery's way. A queue that exists with other
+ * arguments, such as a quorum queue, makes the broker close the channel
+ * with PRECONDITION_FAILED; it is then consumed as it is. */
+static int declare_queue(cel__broker_t *broker, const char *queue,
+                         int max_priority, bool *existing)
+{
+    amqp_bytes_t name = amqp_cstring_bytes(queue);
+    amqp_table_entry_t priority_entry = {
+        amqp_cstring_bytes("x-max-priority"),
+        {.kind = AMQP_FIELD_KIND_I32, .value.i32 = max_priority}};
+    amqp_table_t arguments = amqp_empty_table;
+    if (max_priority > 0)
+        arguments = (amqp_table_t){1, &priority_entry};
+    *existing = false;
+    amqp_queue_declare(broker->conn, CHANNEL, name, 0, 1, 0, 0, arguments);
+    amqp_rpc_reply_t reply = amqp_get_rpc_reply(broker->conn);
+    bool precondition =
+        reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((amqp_channel_close_t *)reply.reply.decoded)->reply_code ==
+            AMQP_PRECONDITION_FAILED;
+    int status = reply_error(broker, reply, "queue.declare");
+    if (status == CEL_OK || !precondition)
+        return status;
+
+    char first_error[CEL__ERROR_LEN];
+    snprintf(first_error, sizeof first_error, "%s", broker->error);
+    amqp_channel_open(broker->conn, CHANNEL);
+    if ((status = check_reply(broker, "channel.open")) != CEL_OK)
+        return status;
+    amqp_queue_declare(broker->conn, CHANNEL, name, 1, 1, 0, 0,
+                       amqp_empty_table);
+    if (check_reply(broker, "queue.declare passive") != CEL_OK) {
+        snprintf(broker->error, sizeof broker->error, "%s", first_error);
+        return CEL_EINVAL;
+    }
+    snprintf(broker->error, sizeof broker->error, "%s", first_error);
+    *existing = true;
+    broker->per_consumer_qos = true;
+    return CEL_OK;
+}
+
+int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
+                                   int max_priority, bool *existing)
 {
     amqp_bytes_t name = amqp_cstring_bytes(queue);
     amqp_exchange_declare(broker->conn, CHANNEL, name,
@@ -248,9 +298,8 @@ int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue)
     int status = check_reply(broker, "exchange.declare");
     if (status != CEL_OK)
         return status;
-    amqp_queue_declare(broker->conn, CHANNEL, name, 0, 1, 0, 0,
-                       amqp_empty_table);
-    if ((status = check_reply(broker, "queue.declare")) != CEL_OK)
+    if ((status = declare_queue(broker, queue, max_priority, existing)) !=
+        CEL_OK)
         return status;
     amqp_queue_bind(broker->conn, CHANNEL, name, name, name, amqp_empty_table);
     return check_reply(broker, "queue.bind");
@@ -258,16 +307,55 @@ int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue)
 
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count)
 {
-    /* global=true, as Celery sends it to RabbitMQ 3.3 and later. */
-    amqp_basic_qos(broker->conn, CHANNEL, 0, prefetch_count, 1);
+    /* global=true, as Celery sends it to RabbitMQ 3.3 and later, unless a
+     * quorum queue is consumed: those refuse global QoS. */
+    amqp_basic_qos(broker->conn, CHANNEL, 0, prefetch_count,
+                   broker->per_consumer_qos ? 0 : 1);
     return check_reply(broker, "basic.qos");
 }
 
 int cel__broker_consume(cel__broker_t *broker, const char *queue)
 {
-    amqp_basic_consume(broker->conn, CHANNEL, amqp_cstring_bytes(queue),
-                       amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-    return check_reply(broker, "basic.consume");
+    if (broker->consumer_count == CONSUMERS_MAX) {
+        cel__set_error(broker->error, "more than %d queues to consume",
+                       CONSUMERS_MAX);
+        return CEL_EINVAL;
+    }
+    amqp_basic_consume_ok_t *ok =
+        amqp_basic_consume(broker->conn, CHANNEL, amqp_cstring_bytes(queue),
+                           amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    int status = check_reply(broker, "basic.consume");
+    if (status != CEL_OK || ok == NULL)
+        return status;
+    char *tag = malloc(ok->consumer_tag.len + 1);
+    if (tag == NULL)
+        return CEL_ENOMEM;
+    memcpy(tag, ok->consumer_tag.bytes, ok->consumer_tag.len);
+    tag[ok->consumer_tag.len] = '\0';
+    broker->consumer_tags[broker->consumer_count++] = tag;
+    return CEL_OK;
+}
+
+int cel__broker_cancel_consumers(cel__broker_t *broker)
+{
+    int status = CEL_OK;
+    for (size_t i = 0; i < broker->consumer_count && status == CEL_OK; i++) {
+        amqp_basic_cancel(broker->conn, CHANNEL,
+                          amqp_cstring_bytes(broker->consumer_tags[i]));
+        status = check_reply(broker, "basic.cancel");
+    }
+    return status;
+}
+
+int cel__broker_fd(const cel__broker_t *broker)
+{
+    return amqp_get_sockfd(broker->conn);
+}
+
+bool cel__broker_has_buffered(const cel__broker_t *broker)
+{
+    return amqp_frames_enqueued(broker->conn) ||
+           amqp_data_in_buffer(broker->conn);
 }
 
 static int write_status(cel__broker_t *broker, int rc, const char *what)

@@ -38,11 +38,21 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
 void cel__broker_free(cel__broker_t *broker);
 
 /* Declares exchange, queue and binding exactly as Celery does for a task
- * queue: durable direct exchange and durable queue of the same name. */
-int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue);
+ * queue: durable direct exchange and durable queue of the same name, with
+ * x-max-priority when `max_priority` is positive. Sets `existing` when the
+ * queue already existed with other arguments (a quorum queue, say) and is
+ * consumed as it is. */
+int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
+                                   int max_priority, bool *existing);
 
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count);
 int cel__broker_consume(cel__broker_t *broker, const char *queue);
+/* Cancels every consumer this connection started (a warm shutdown). */
+int cel__broker_cancel_consumers(cel__broker_t *broker);
+/* The socket, to poll for input. */
+int cel__broker_fd(const cel__broker_t *broker);
+/* True when rabbitmq-c holds received bytes or frames not yet read. */
+bool cel__broker_has_buffered(const cel__broker_t *broker);
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg);
 int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag);
 int cel__broker_reject(cel__broker_t *broker, uint64_t delivery_tag,

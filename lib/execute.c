@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "worker_internal.h"
 
 static bool acks_late(const cel_worker_t *worker, const cel_task_t *task)
@@ -37,6 +38,16 @@ static double soft_limit(const cel_worker_t *worker,
     if (request->task->soft_time_limit > 0)
         return request->task->soft_time_limit;
     return worker->app->settings.task_soft_time_limit;
+}
+
+double cel__hard_limit(const cel_worker_t *worker,
+                       const cel__request_t *request)
+{
+    if (request->msg.time_limit > 0)
+        return request->msg.time_limit;
+    if (request->task->time_limit > 0)
+        return request->task->time_limit;
+    return worker->app->settings.task_time_limit;
 }
 
 /* Python's repr of an exception: ValueError('boom'). */
@@ -132,12 +143,12 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
 
 /* Returns true when the task was sent again, false when it must fail. */
 static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
-                     const cel_context_t *ctx)
+                     const cel__run_t *run)
 {
     const cel__task_message_t *msg = &request->msg;
     const cel_task_t *task = request->task;
     double countdown =
-        ctx->countdown >= 0 ? ctx->countdown : task->default_retry_delay;
+        run->countdown >= 0 ? run->countdown : task->default_retry_delay;
     if (send_retry(worker, request, countdown) != CEL_OK) {
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Cannot send the retry of task %s[%s]: %s", msg->task, msg->id,
@@ -145,17 +156,17 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
         return false;
     }
     char *repr =
-        ctx->exc_type ? exception_repr(ctx->exc_type, ctx->exc_message) : NULL;
+        run->exc_type ? exception_repr(run->exc_type, run->exc_message) : NULL;
     cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] retry: Retry in %gs%s%s",
              msg->task, msg->id, countdown, repr ? ": " : "", repr ? repr : "");
     free(repr);
     if (!cel__stores_errors(worker, task))
         return true;
-    if (ctx->exc_type != NULL) {
+    if (run->exc_type != NULL) {
         char *traceback = cel__traceback_format(
-            msg->task, ctx->exc_type, ctx->exc_module, ctx->exc_message);
-        cel__store_exception(worker, msg, "RETRY", ctx->exc_type,
-                             ctx->exc_module, ctx->exc_message, traceback);
+            msg->task, run->exc_type, run->exc_module, run->exc_message);
+        cel__store_exception(worker, msg, "RETRY", run->exc_type,
+                             run->exc_module, run->exc_message, traceback);
         free(traceback);
     } else {
         cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
@@ -173,11 +184,11 @@ static bool retries_exhausted(const cel__request_t *request)
 /* Fails a retry request past max_retries, as Celery does: with the retry's
  * exception, or MaxRetriesExceededError when it gave none. */
 static void fail_exhausted(cel_worker_t *worker, const cel__request_t *request,
-                           const cel_context_t *ctx)
+                           const cel__run_t *run)
 {
-    if (ctx->exc_type != NULL) {
-        on_failure(worker, request, ctx->exc_type, ctx->exc_module,
-                   ctx->exc_message);
+    if (run->exc_type != NULL) {
+        on_failure(worker, request, run->exc_type, run->exc_module,
+                   run->exc_message);
         return;
     }
     const cel__task_message_t *msg = &request->msg;
@@ -210,10 +221,147 @@ static void settle_late(cel_worker_t *worker, const cel__request_t *request,
     cel__ack(worker, request);
 }
 
-void cel__execute(cel_worker_t *worker, cel__request_t *request)
+/* Stores TimeLimitExceeded(<limit>) as Celery does: the limit is a number
+ * in exc_message, not text. */
+static void on_time_limit(cel_worker_t *worker, const cel__request_t *request,
+                          const cel__run_t *run)
 {
     const cel__task_message_t *msg = &request->msg;
-    if (msg->expires != NULL && cel__now() > msg->expires_ts) {
+    cel__log(worker->app, CEL_LOG_ERROR,
+             "Hard time limit (%gs) exceeded for %s[%s]; its process was "
+             "killed",
+             run->limit, msg->task, msg->id);
+    if (!cel__stores_errors(worker, request->task))
+        return;
+    json_t *exc = json_pack("{s:s, s:[f], s:s}", "exc_type",
+                            "TimeLimitExceeded", "exc_message", run->limit,
+                            "exc_module", "billiard.exceptions");
+    char *traceback = cel__traceback_format(msg->task, "TimeLimitExceeded",
+                                            "billiard.exceptions", "");
+    cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
+                      "FAILURE", exc, traceback);
+    free(traceback);
+    json_decref(exc);
+}
+
+static void describe_loss(const cel_worker_t *worker, const cel__run_t *run,
+                          char *out, size_t len)
+{
+    if (run->signal > 0) {
+        const char *abbrev = sigabbrev_np(run->signal);
+        snprintf(out, len,
+                 "Worker exited prematurely: signal %d (SIG%s) Job: %lu.",
+                 run->signal, abbrev ? abbrev : "?", worker->processed);
+    } else {
+        snprintf(out, len, "Worker exited prematurely: exitcode %d Job: %lu.",
+                 run->exit_code, worker->processed);
+    }
+}
+
+/* Returns true when the message was requeued, which settles it. */
+static bool on_lost(cel_worker_t *worker, const cel__request_t *request,
+                    const cel__run_t *run)
+{
+    const cel__task_message_t *msg = &request->msg;
+    char text[160];
+    describe_loss(worker, run, text, sizeof text);
+    if (acks_late(worker, request->task) &&
+        worker->app->settings.task_reject_on_worker_lost) {
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "Task %s[%s] requeued: %s (task_reject_on_worker_lost)",
+                 msg->task, msg->id, text);
+        cel__reject(worker, request, true);
+        return true;
+    }
+    cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
+             msg->task, msg->id, text);
+    if (cel__stores_errors(worker, request->task)) {
+        char *traceback = cel__traceback_format(msg->task, "WorkerLostError",
+                                                "billiard.exceptions", text);
+        cel__store_exception(worker, msg, "FAILURE", "WorkerLostError",
+                             "billiard.exceptions", text, traceback);
+        free(traceback);
+    }
+    return false;
+}
+
+void cel__settle(cel_worker_t *worker, cel__request_t *request, cel__run_t *run)
+{
+    bool failed = false;
+    switch (run->kind) {
+    case CEL__RUN_SUCCESS:
+        on_success(worker, request, run->result ? run->result : json_null(),
+                   run->runtime);
+        break;
+    case CEL__RUN_FAILURE:
+        on_failure(worker, request, run->exc_type, run->exc_module,
+                   run->exc_message);
+        failed = true;
+        break;
+    case CEL__RUN_RETRY:
+        if (retries_exhausted(request) || !on_retry(worker, request, run)) {
+            fail_exhausted(worker, request, run);
+            failed = true;
+        }
+        break;
+    case CEL__RUN_TIME_LIMIT:
+        on_time_limit(worker, request, run);
+        failed = true;
+        break;
+    case CEL__RUN_LOST:
+        if (on_lost(worker, request, run))
+            goto done;
+        failed = true;
+        break;
+    }
+    settle_late(worker, request, failed);
+done:
+    cel__run_clear(run);
+    cel__request_free(request);
+}
+
+void cel__run_clear(cel__run_t *run)
+{
+    json_decref(run->result);
+    free(run->exc_type);
+    free(run->exc_module);
+    free(run->exc_message);
+    memset(run, 0, sizeof *run);
+}
+
+void cel__run_task(const cel__request_t *request, const char *hostname,
+                   double soft, cel__run_t *run)
+{
+    const cel__task_message_t *msg = &request->msg;
+    cel_context_t ctx = {
+        .request = request,
+        .hostname = hostname,
+        .countdown = -1,
+    };
+    double started = cel__monotonic();
+    if (soft > 0)
+        ctx.soft_deadline = started + soft;
+
+    json_t *result = request->task->fn(&ctx, msg->args, msg->kwargs);
+    memset(run, 0, sizeof *run);
+    run->runtime = cel__monotonic() - started;
+    run->countdown = ctx.countdown;
+    if (!ctx.outcome_set) {
+        run->kind = CEL__RUN_SUCCESS;
+        run->result = result ? result : json_null();
+        return;
+    }
+    json_decref(result);
+    run->kind =
+        ctx.outcome == CEL__OUTCOME_FAILURE ? CEL__RUN_FAILURE : CEL__RUN_RETRY;
+    run->exc_type = ctx.exc_type;
+    run->exc_module = ctx.exc_module;
+    run->exc_message = ctx.exc_message;
+}
+
+void cel__start(cel_worker_t *worker, cel__request_t *request)
+{
+    if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts) {
         cel__revoke_expired(worker, request);
         cel__request_free(request);
         return;
@@ -221,33 +369,16 @@ void cel__execute(cel_worker_t *worker, cel__request_t *request)
     if (!acks_late(worker, request->task))
         cel__ack(worker, request);
     worker->processed++;
-
-    cel_context_t ctx = {
-        .request = request,
-        .hostname = worker->nodename,
-        .countdown = -1,
-    };
-    double started = cel__monotonic();
     double soft = soft_limit(worker, request);
-    if (soft > 0)
-        ctx.soft_deadline = started + soft;
-
-    json_t *result = request->task->fn(&ctx, msg->args, msg->kwargs);
-    double runtime = cel__monotonic() - started;
-
-    bool failed = false;
-    if (!ctx.outcome_set) {
-        on_success(worker, request, result ? result : json_null(), runtime);
-    } else if (ctx.outcome == CEL__OUTCOME_FAILURE) {
-        on_failure(worker, request, ctx.exc_type, ctx.exc_module,
-                   ctx.exc_message);
-        failed = true;
-    } else if (retries_exhausted(request) || !on_retry(worker, request, &ctx)) {
-        fail_exhausted(worker, request, &ctx);
-        failed = true;
+    double hard = cel__hard_limit(worker, request);
+    cel__pool_t *pool = worker->pool;
+    if (pool->ops->submit(pool, request, soft, hard) != CEL_OK) {
+        cel__run_t run = {
+            .kind = CEL__RUN_FAILURE,
+            .exc_type = strdup("WorkerLostError"),
+            .exc_module = strdup("billiard.exceptions"),
+            .exc_message = strdup("could not hand the task to the pool"),
+        };
+        cel__settle(worker, request, &run);
     }
-    json_decref(result);
-    settle_late(worker, request, failed);
-    cel__context_clear(&ctx);
-    cel__request_free(request);
 }

@@ -21,6 +21,8 @@ typedef struct cel__settings {
     bool task_acks_on_failure_or_timeout;
     bool task_ignore_result;
     bool task_store_errors_even_if_ignored;
+    bool task_reject_on_worker_lost;
+    int task_queue_max_priority;
     bool task_track_started;
     bool worker_send_task_events;
     bool broker_connection_retry;

@@ -32,6 +32,10 @@ static const setting_t SETTINGS[] = {
     {"task_acks_on_failure_or_timeout", KIND_BOOL,
      FIELD(task_acks_on_failure_or_timeout), "true"},
     {"task_ignore_result", KIND_BOOL, FIELD(task_ignore_result), "false"},
+    {"task_reject_on_worker_lost", KIND_BOOL, FIELD(task_reject_on_worker_lost),
+     "false"},
+    /* 0 declares queues without x-max-priority, as Celery's None does. */
+    {"task_queue_max_priority", KIND_INT, FIELD(task_queue_max_priority), "0"},
     {"task_store_errors_even_if_ignored", KIND_BOOL,
      FIELD(task_store_errors_even_if_ignored), "false"},
     {"task_track_started", KIND_BOOL, FIELD(task_track_started), "false"},

@@ -1,6 +1,7 @@
 /* The worker loop: connect, declare, consume, hold ETA tasks, reconnect. */
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,11 @@
 
 #include "worker_internal.h"
 
-#define POLL_SECONDS        0.25
+/* The longest the loop sleeps, so heartbeats and stop requests are seen. */
+#define POLL_SECONDS 0.25
+/* Frames read from the broker before the pool is serviced again. */
+#define FRAMES_PER_PASS     256
+#define POLL_FDS_MAX        1025
 #define PREFETCH_COUNT_MAX  65535
 #define RECONNECT_MAX_DELAY 10.0
 
@@ -33,7 +38,13 @@ void cel_worker_free(cel_worker_t *worker)
     if (worker == NULL)
         return;
     cel__eta_clear(&worker->eta);
+    cel__ready_clear(&worker->ready);
     cel__broker_free(worker->broker);
+    if (worker->pool != NULL) {
+        worker->pool->ops->stop(worker->pool);
+        worker->pool->ops->free(worker->pool);
+    }
+    cel__free_pending_results(worker);
     for (size_t i = 0; i < worker->queue_count; i++)
         free(worker->queues[i]);
     free(worker->queues);
@@ -107,7 +118,7 @@ static int update_prefetch(cel_worker_t *worker)
     int wanted = 0;
     if (worker->base_prefetch > 0) {
         long total = (long)worker->base_prefetch + (long)worker->eta.count;
-        wanted = total > PREFETCH_COUNT_MAX ? 0 : (int)total;
+        wanted = total > PREFETCH_COUNT_MAX ? PREFETCH_COUNT_MAX : (int)total;
     }
     if (wanted == worker->applied_prefetch)
         return CEL_OK;
@@ -248,6 +259,12 @@ static void log_received(cel_worker_t *worker, const cel__request_t *request)
  * contents; the caller destroys the envelope. */
 static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
 {
+    if (!worker->consuming) {
+        /* A delivery in flight when a warm shutdown cancelled the
+         * consumers goes back to its queue. */
+        cel__broker_reject(worker->broker, envelope->delivery_tag, true);
+        return;
+    }
     cel__request_t *request = calloc(1, sizeof *request);
     if (request == NULL) {
         /* Nothing can be done without memory; the broker keeps it. */
@@ -286,28 +303,81 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
             return;
         }
     }
-    cel__execute(worker, request);
-    return;
+    if (cel__ready_push(&worker->ready, request) == CEL_OK)
+        return;
+    cel__reject(worker, request, true);
 
 done:
     cel__request_free(request);
 }
 
-/* Runs every held ETA task that is due. */
-static void run_due(cel_worker_t *worker)
+/* Moves every held ETA task that is due to the ready queue. */
+static void release_due(cel_worker_t *worker)
 {
-    bool ran = false;
+    bool moved = false;
     cel__request_t *next;
     while ((next = cel__eta_peek(&worker->eta)) != NULL &&
-           next->msg.eta_ts <= cel__now() && !worker->stop_requested) {
-        cel__execute(worker, cel__eta_pop(&worker->eta));
-        ran = true;
+           next->msg.eta_ts <= cel__now()) {
+        next = cel__eta_pop(&worker->eta);
+        if (cel__ready_push(&worker->ready, next) != CEL_OK) {
+            cel__reject(worker, next, true);
+            cel__request_free(next);
+        }
+        moved = true;
     }
-    if (ran && worker->broker != NULL)
+    if (moved && worker->broker != NULL)
         update_prefetch(worker);
 }
 
+/* Hands ready requests to idle pool slots, oldest first. */
+static void dispatch_ready(cel_worker_t *worker)
+{
+    while (worker->ready.count > 0 && cel__pool_has_idle(worker->pool) &&
+           !worker->stop_requested)
+        cel__start(worker, cel__ready_pop(&worker->ready));
+}
+
+/* Gives every message that has not started back to the broker. */
+static void requeue_waiting(cel_worker_t *worker)
+{
+    size_t count = worker->ready.count + worker->eta.count;
+    cel__request_t *request;
+    while ((request = cel__ready_pop(&worker->ready)) != NULL) {
+        cel__reject(worker, request, true);
+        cel__request_free(request);
+    }
+    while ((request = cel__eta_pop(&worker->eta)) != NULL) {
+        cel__reject(worker, request, true);
+        cel__request_free(request);
+    }
+    if (count > 0)
+        cel__log(worker->app, CEL_LOG_INFO,
+                 "Returned %zu prefetched or scheduled tasks to the broker",
+                 count);
+}
+
+static void on_pool_done(void *owner, cel__request_t *request, cel__run_t *run)
+{
+    cel__settle(owner, request, run);
+}
+
+static int inherited_broker_fd(void *owner)
+{
+    cel_worker_t *worker = owner;
+    return worker->broker ? cel__broker_fd(worker->broker) : -1;
+}
+
 /* ---- the connection ----------------------------------------------------- */
+
+static void close_session(cel_worker_t *worker)
+{
+    /* Prefetched and held messages go back to the queue when the
+     * connection closes; their tags mean nothing on the next one. */
+    cel__eta_clear(&worker->eta);
+    cel__ready_clear(&worker->ready);
+    cel__broker_free(worker->broker);
+    worker->broker = NULL;
+}
 
 /* Handles a frame that is not a delivery. Returns CEL_EBROKER when the
  * broker closed the channel or the connection. */
@@ -366,21 +436,63 @@ static double next_wait(const cel_worker_t *worker)
         if (until < wait)
             wait = until > 0 ? until : 0;
     }
+    double deadline = worker->pool->ops->next_deadline(worker->pool);
+    if (deadline > 0) {
+        double until = deadline - cel__monotonic();
+        if (until < wait)
+            wait = until > 0 ? until : 0;
+    }
     return wait;
 }
 
-/* Consumes until a stop request (returns 0) or a broker failure. */
-static int consume_loop(cel_worker_t *worker)
+/* Sleeps until the broker socket or a pool descriptor has input, or for
+ * `seconds`, then collects finished runs. */
+static void wait_for_input(cel_worker_t *worker, double seconds)
+{
+    struct pollfd fds[POLL_FDS_MAX];
+    int count = 0;
+    if (worker->broker != NULL) {
+        if (cel__broker_has_buffered(worker->broker))
+            seconds = 0;
+        fds[count].fd = cel__broker_fd(worker->broker);
+        fds[count].events = POLLIN;
+        fds[count].revents = 0;
+        count++;
+    }
+    count += worker->pool->ops->poll_fds(worker->pool, fds + count,
+                                         POLL_FDS_MAX - count);
+    int timeout_ms = (int)ceil(seconds * 1000.0);
+    if (poll(fds, (nfds_t)count, timeout_ms) < 0 && errno != EINTR)
+        cel__log(worker->app, CEL_LOG_ERROR, "poll failed: %s",
+                 strerror(errno));
+    worker->pool->ops->process(worker->pool);
+}
+
+/* Services the pool for `seconds` without a broker, as while waiting to
+ * reconnect. */
+static void service_pool_for(cel_worker_t *worker, double seconds)
+{
+    double end = cel__monotonic() + seconds;
+    while (!worker->stop_requested) {
+        double left = end - cel__monotonic();
+        if (left <= 0)
+            break;
+        wait_for_input(worker, fmin(left, POLL_SECONDS));
+    }
+}
+
+/* Reads the frames that arrived, without blocking. Also lets rabbitmq-c
+ * send and check heartbeats. Returns CEL_EBROKER when the connection or
+ * channel is gone. */
+static int read_broker(cel_worker_t *worker)
 {
     amqp_connection_state_t conn = cel__broker_connection(worker->broker);
-    while (!worker->stop_requested) {
-        run_due(worker);
-        double wait = next_wait(worker);
-        struct timeval tv = {(time_t)wait,
-                             (suseconds_t)((wait - floor(wait)) * 1e6)};
+    for (int i = 0; i < FRAMES_PER_PASS; i++) {
+        struct timeval zero = {0, 0};
         amqp_envelope_t envelope;
         amqp_maybe_release_buffers(conn);
-        amqp_rpc_reply_t reply = amqp_consume_message(conn, &envelope, &tv, 0);
+        amqp_rpc_reply_t reply =
+            amqp_consume_message(conn, &envelope, &zero, 0);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
             handle_delivery(worker, &envelope);
             amqp_destroy_envelope(&envelope);
@@ -388,7 +500,7 @@ static int consume_loop(cel_worker_t *worker)
         }
         if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             reply.library_error == AMQP_STATUS_TIMEOUT)
-            continue;
+            return CEL_OK;
         if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             reply.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
             if (handle_other_frame(worker) != CEL_OK)
@@ -403,6 +515,55 @@ static int consume_loop(cel_worker_t *worker)
     return CEL_OK;
 }
 
+/* Consumes until a stop request (returns 0) or a broker failure. */
+static int consume_loop(cel_worker_t *worker)
+{
+    while (!worker->stop_requested) {
+        release_due(worker);
+        dispatch_ready(worker);
+        if (worker->stop_requested)
+            break;
+        wait_for_input(worker, next_wait(worker));
+        if (read_broker(worker) != CEL_OK)
+            return CEL_EBROKER;
+    }
+    return CEL_OK;
+}
+
+/* Stops consuming, returns what has not started, and waits for the running
+ * tasks to finish and their results to go out. */
+static void warm_shutdown(cel_worker_t *worker)
+{
+    worker->consuming = false;
+    if (worker->broker != NULL &&
+        cel__broker_cancel_consumers(worker->broker) != CEL_OK) {
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Cannot cancel the consumers: %s",
+                 cel__broker_error(worker->broker));
+        close_session(worker);
+    }
+    requeue_waiting(worker);
+    if (worker->pool->busy > 0)
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Warm shutdown: waiting for %d running tasks to finish",
+                 worker->pool->busy);
+    while (worker->pool->busy > 0) {
+        wait_for_input(worker, POLL_SECONDS);
+        if (worker->broker != NULL && read_broker(worker) != CEL_OK) {
+            cel__log(worker->app, CEL_LOG_ERROR,
+                     "%s; results of the running tasks will be lost",
+                     worker->last_error);
+            close_session(worker);
+        }
+    }
+    if (worker->broker != NULL)
+        cel__flush_pending_results(worker);
+    if (worker->pending_count > 0)
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "Exiting with %zu results that could not be sent",
+                 worker->pending_count);
+}
+
 /* Connects, declares every queue, sets QoS and starts the consumers. */
 static int open_session(cel_worker_t *worker)
 {
@@ -415,9 +576,17 @@ static int open_session(cel_worker_t *worker)
         return status;
     worker->connection_epoch++;
     worker->applied_prefetch = -1;
-    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
-        status =
-            cel__broker_declare_task_queue(worker->broker, worker->queues[i]);
+    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++) {
+        bool existing = false;
+        status = cel__broker_declare_task_queue(
+            worker->broker, worker->queues[i],
+            settings->task_queue_max_priority, &existing);
+        if (status == CEL_OK && existing)
+            cel__log(worker->app, CEL_LOG_WARNING,
+                     "Queue %s already exists with other arguments (%s); "
+                     "consuming it as it is, with per-consumer prefetch",
+                     worker->queues[i], cel__broker_error(worker->broker));
+    }
     if (status == CEL_OK)
         status = update_prefetch(worker);
     for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
@@ -429,23 +598,6 @@ static int open_session(cel_worker_t *worker)
         worker->broker = NULL;
     }
     return status;
-}
-
-static void close_session(cel_worker_t *worker)
-{
-    /* Held ETA messages go back to the queue when the connection closes. */
-    cel__eta_clear(&worker->eta);
-    cel__broker_free(worker->broker);
-    worker->broker = NULL;
-}
-
-static void sleep_unless_stopped(cel_worker_t *worker, double seconds)
-{
-    double end = cel__monotonic() + seconds;
-    while (!worker->stop_requested && cel__monotonic() < end) {
-        struct timespec nap = {0, 100 * 1000 * 1000};
-        nanosleep(&nap, NULL);
-    }
 }
 
 static int configure(cel_worker_t *worker)
@@ -492,12 +644,75 @@ static void log_ready(cel_worker_t *worker)
     cel__log(worker->app, CEL_LOG_INFO, "%s ready.", worker->nodename);
 }
 
+/* Any hard limit configured for a task or by default. */
+static bool hard_limits_configured(const cel_worker_t *worker)
+{
+    const cel_app_t *app = worker->app;
+    if (app->settings.task_time_limit > 0)
+        return true;
+    for (size_t i = 0; i < app->task_count; i++)
+        if (app->tasks[i]->time_limit > 0)
+            return true;
+    return false;
+}
+
+static int start_pool(cel_worker_t *worker)
+{
+    const cel__settings_t *settings = &worker->app->settings;
+    cel__pool_t *pool =
+        cel__pool_new(settings->worker_pool, effective_concurrency(worker),
+                      worker->last_error);
+    if (pool == NULL)
+        return CEL_EINVAL;
+    pool->app = worker->app;
+    pool->hostname = worker->nodename;
+    pool->owner = worker;
+    pool->done = on_pool_done;
+    pool->inherited_fd = inherited_broker_fd;
+    worker->pool = pool;
+    if (pool->ops->start(pool) != CEL_OK) {
+        cel__set_error(worker->last_error, "cannot start the %s pool: %s",
+                       pool->name, strerror(errno));
+        return CEL_ENOMEM;
+    }
+    if (!pool->enforces_hard_limit)
+        cel__log(worker->app,
+                 hard_limits_configured(worker) ? CEL_LOG_WARNING
+                                                : CEL_LOG_DEBUG,
+                 "The %s pool cannot enforce hard time limits; tasks that "
+                 "exceed them keep running (use -P prefork)",
+                 pool->name);
+    return CEL_OK;
+}
+
+/* Waits out the reconnect delay; returns false to give up. */
+static bool back_off(cel_worker_t *worker, int *attempts)
+{
+    const cel__settings_t *settings = &worker->app->settings;
+    if (!settings->broker_connection_retry ||
+        (settings->broker_connection_max_retries > 0 &&
+         *attempts >= settings->broker_connection_max_retries)) {
+        cel__log(worker->app, CEL_LOG_CRITICAL,
+                 "Giving up on the broker after %d attempts: %s", *attempts,
+                 worker->last_error);
+        return false;
+    }
+    (*attempts)++;
+    double delay = fmin(RECONNECT_MAX_DELAY, 0.5 * *attempts);
+    cel__log(worker->app, CEL_LOG_ERROR,
+             "%s. Trying again in %.1f seconds... (%d/%d)", worker->last_error,
+             delay, *attempts, settings->broker_connection_max_retries);
+    service_pool_for(worker, delay);
+    return true;
+}
+
 int cel_worker_run(cel_worker_t *worker)
 {
     int status = configure(worker);
+    if (status == CEL_OK)
+        status = start_pool(worker);
     if (status != CEL_OK)
         return status;
-    const cel__settings_t *settings = &worker->app->settings;
     int attempts = 0;
     bool announced = false;
     while (!worker->stop_requested) {
@@ -506,33 +721,26 @@ int cel_worker_run(cel_worker_t *worker)
             return status;
         if (status == CEL_OK) {
             attempts = 0;
+            worker->consuming = true;
             if (!announced)
                 log_ready(worker);
             else
                 cel__log(worker->app, CEL_LOG_INFO,
                          "Reconnected to the broker");
             announced = true;
+            cel__flush_pending_results(worker);
             status = consume_loop(worker);
-            close_session(worker);
             if (status == CEL_OK)
                 break;
+            close_session(worker);
         }
-        if (!settings->broker_connection_retry ||
-            (settings->broker_connection_max_retries > 0 &&
-             attempts >= settings->broker_connection_max_retries)) {
-            cel__log(worker->app, CEL_LOG_CRITICAL,
-                     "Giving up on the broker after %d attempts: %s", attempts,
-                     worker->last_error);
+        if (!back_off(worker, &attempts))
             return CEL_EBROKER;
-        }
-        attempts++;
-        double delay = fmin(RECONNECT_MAX_DELAY, 0.5 * attempts);
-        cel__log(worker->app, CEL_LOG_ERROR,
-                 "%s. Trying again in %.1f seconds... (%d/%d)",
-                 worker->last_error, delay, attempts,
-                 settings->broker_connection_max_retries);
-        sleep_unless_stopped(worker, delay);
     }
+    cel__log(worker->app, CEL_LOG_INFO, "Warm shutdown (%s)", worker->nodename);
+    warm_shutdown(worker);
+    close_session(worker);
+    worker->pool->ops->stop(worker->pool);
     cel__log(worker->app, CEL_LOG_INFO, "%s stopped after %lu tasks",
              worker->nodename, worker->processed);
     return CEL_OK;

@@ -7,6 +7,24 @@
 #include "broker.h"
 #include "eta.h"
 #include "internal.h"
+#include "pool.h"
+
+/* A FIFO of requests that are due and wait for an idle pool slot. */
+typedef struct cel__request_queue {
+    cel__request_t **items;
+    size_t head;
+    size_t count;
+    size_t cap;
+} cel__request_queue_t;
+
+/* A result message that could not be published yet, kept for the next
+ * connection. */
+typedef struct cel__pending_result {
+    struct cel__pending_result *next;
+    char *reply_to;
+    char *correlation_id;
+    char *body;
+} cel__pending_result_t;
 
 typedef enum cel__backend_kind {
     CEL__BACKEND_DISABLED,
@@ -24,6 +42,13 @@ struct cel_worker {
     uint64_t connection_epoch;
     cel__limits_t limits;
     cel__backend_kind_t backend;
+
+    cel__pool_t *pool;
+    cel__request_queue_t ready;
+    cel__pending_result_t *pending_head;
+    cel__pending_result_t *pending_tail;
+    size_t pending_count;
+    bool consuming; /* false once a warm shutdown cancelled the consumers */
 
     cel__eta_heap_t eta;
     int base_prefetch;    /* concurrency x multiplier; 0 = unlimited */
@@ -46,9 +71,29 @@ void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,
                           const char *exc_module, const char *message,
                           const char *traceback);
 
-/* Runs a request that is due now and settles its message. Takes ownership
- * of the request. */
-void cel__execute(cel_worker_t *worker, cel__request_t *request);
+/* Starts a request that is due now: checks expiry, acks it unless
+ * acks_late, and hands it to the pool. Takes ownership of the request. */
+void cel__start(cel_worker_t *worker, cel__request_t *request);
+
+/* Stores the outcome of a finished run and settles its message. Takes
+ * ownership of the request and of the run's members. */
+void cel__settle(cel_worker_t *worker, cel__request_t *request,
+                 cel__run_t *run);
+
+/* The hard time limit of a request in seconds, 0 for none: the message's
+ * timelimit header, else the task's option, else task_time_limit. */
+double cel__hard_limit(const cel_worker_t *worker,
+                       const cel__request_t *request);
+
+int cel__ready_push(cel__request_queue_t *queue, cel__request_t *request);
+/* Returns the oldest request, or NULL when the queue is empty. */
+cel__request_t *cel__ready_pop(cel__request_queue_t *queue);
+/* Frees every request left and the storage. */
+void cel__ready_clear(cel__request_queue_t *queue);
+
+/* Publishes the results kept while the broker was away. */
+void cel__flush_pending_results(cel_worker_t *worker);
+void cel__free_pending_results(cel_worker_t *worker);
 
 /* Settles a message on the current connection; a tag from an earlier
  * connection is dropped, because the broker has requeued it already. */

@@ -19,6 +19,8 @@ typedef struct cli_options {
     const char *nodename;
     const char *loglevel;
     const char *prefetch_multiplier;
+    const char *time_limit;
+    const char *soft_time_limit;
     const char *config_file;
     const char *pidfile;
     bool task_events;

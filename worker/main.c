@@ -11,13 +11,19 @@
 static cel_worker_t *running_worker;
 static volatile sig_atomic_t stop_signals;
 
+/* SIGTERM asks for a warm shutdown. SIGINT does too, and a second SIGINT
+ * or any SIGQUIT is a cold one, as in Celery: the process exits at once,
+ * pool processes die with it, and unacked messages go back to their queues
+ * when the connection drops. */
 static void on_stop_signal(int signo)
 {
-    (void)signo;
-    /* A second signal is a cold shutdown, as in Celery: unacked messages
-     * go back to the queue when the connection drops. */
-    if (stop_signals++ > 0)
+    if (signo == SIGQUIT || (signo == SIGINT && stop_signals > 0)) {
+        static const char text[] = "celeriac: cold shutdown\n";
+        ssize_t written = write(STDERR_FILENO, text, sizeof text - 1);
+        (void)written;
         _exit(1);
+    }
+    stop_signals++;
     if (running_worker != NULL)
         cel_worker_stop(running_worker);
 }
@@ -30,6 +36,7 @@ static void install_signal_handlers(void)
     sigemptyset(&action.sa_mask);
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
+    sigaction(SIGQUIT, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -57,7 +64,9 @@ static int apply_settings(cel_app_t *app, const cli_options_t *options)
         set_or_report(app, "worker_concurrency", options->concurrency) ||
         set_or_report(app, "worker_pool", options->pool) ||
         set_or_report(app, "worker_prefetch_multiplier",
-                      options->prefetch_multiplier))
+                      options->prefetch_multiplier) ||
+        set_or_report(app, "task_time_limit", options->time_limit) ||
+        set_or_report(app, "task_soft_time_limit", options->soft_time_limit))
         return -1;
     if (options->task_events &&
         set_or_report(app, "worker_send_task_events", "true"))
@@ -140,13 +149,6 @@ static void log_banner(int level, const cel_app_t *app, const char *nodename)
              CEL_VERSION, nodename, broker, backend, pool);
     int minimum = level;
     cli_log_line(&minimum, CEL_LOG_INFO, line);
-    if (strcmp(pool, "solo") != 0) {
-        snprintf(line, sizeof line,
-                 "Pool '%s' is not available yet: tasks run inline, one at "
-                 "a time, as with -P solo",
-                 pool);
-        cli_log_line(&minimum, CEL_LOG_WARNING, line);
-    }
 }
 
 static int run_worker(int argc, char **argv)

@@ -10,6 +10,8 @@ enum {
     OPT_PREFETCH,
     OPT_CONFIG,
     OPT_PIDFILE,
+    OPT_TIME_LIMIT,
+    OPT_SOFT_TIME_LIMIT,
     OPT_IGNORED,
 };
 
@@ -32,6 +34,9 @@ static const char USAGE[] =
     "  -l, --loglevel LEVEL        DEBUG, INFO, WARNING, ERROR or CRITICAL\n"
     "  -E, --task-events           worker_send_task_events = true\n"
     "      --prefetch-multiplier N worker_prefetch_multiplier (default 4)\n"
+    "      --time-limit SECONDS    task_time_limit: hard limit per task\n"
+    "      --soft-time-limit SECONDS\n"
+    "                              task_soft_time_limit: soft limit per task\n"
     "      --config FILE           settings file of `name = value` lines\n"
     "      --pidfile FILE          write the process id to FILE\n"
     "  -h, --help                  show this help\n"
@@ -53,6 +58,8 @@ static const struct option LONG_OPTIONS[] = {
     {"prefetch-multiplier", required_argument, NULL, OPT_PREFETCH},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
+    {"time-limit", required_argument, NULL, OPT_TIME_LIMIT},
+    {"soft-time-limit", required_argument, NULL, OPT_SOFT_TIME_LIMIT},
     /* Accepted so a `celery worker` command line works unchanged. */
     {"without-mingle", no_argument, NULL, OPT_IGNORED},
     {"without-gossip", no_argument, NULL, OPT_IGNORED},
@@ -75,6 +82,12 @@ static int take_option(int code, cli_options_t *options)
         return 0;
     case 'b':
         options->broker_url = optarg;
+        return 0;
+    case OPT_TIME_LIMIT:
+        options->time_limit = optarg;
+        return 0;
+    case OPT_SOFT_TIME_LIMIT:
+        options->soft_time_limit = optarg;
         return 0;
     case OPT_RESULT_BACKEND:
         options->result_backend = optarg;

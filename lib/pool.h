@@ -1,0 +1,91 @@
+/* Execution pools: where task code runs. Internal. */
+#ifndef CELERIAC_LIB_POOL_H
+#define CELERIAC_LIB_POOL_H
+
+#include <poll.h>
+#include <stdbool.h>
+
+#include "internal.h"
+
+/* How a run ended, as the worker settles it. */
+typedef enum cel__run_kind {
+    CEL__RUN_SUCCESS,
+    CEL__RUN_FAILURE,
+    CEL__RUN_RETRY,
+    CEL__RUN_TIME_LIMIT, /* the pool killed the run at its hard limit */
+    CEL__RUN_LOST,       /* the process running it died */
+} cel__run_kind_t;
+
+/* The outcome of one run. Strings and `result` are owned. */
+typedef struct cel__run {
+    cel__run_kind_t kind;
+    json_t *result;
+    char *exc_type;
+    char *exc_module;
+    char *exc_message;
+    double countdown; /* retry delay; negative means the task's default */
+    double runtime;   /* seconds */
+    double limit;     /* the hard limit that was exceeded, seconds */
+    int signal;       /* CEL__RUN_LOST: the signal, or 0 */
+    int exit_code;    /* CEL__RUN_LOST without a signal */
+} cel__run_t;
+
+void cel__run_clear(cel__run_t *run);
+
+/* Runs a request's task function in the calling thread and fills `run`.
+ * `soft` and `hard` are the limits in seconds (0 for none). */
+void cel__run_task(const cel__request_t *request, const char *hostname,
+                   double soft, cel__run_t *run);
+
+typedef struct cel__pool cel__pool_t;
+
+/* Receives each finished run, in the thread that calls cel__pool_process.
+ * Takes ownership of the request and of the run's members. */
+typedef void (*cel__pool_done_fn)(void *owner, cel__request_t *request,
+                                  cel__run_t *run);
+
+typedef struct cel__pool_ops {
+    int (*start)(cel__pool_t *pool);
+    /* Hands a request to an idle slot; the caller checks that one is idle. */
+    int (*submit)(cel__pool_t *pool, cel__request_t *request, double soft,
+                  double hard);
+    /* Writes the descriptors to wait on for POLLIN; returns their count. */
+    int (*poll_fds)(cel__pool_t *pool, struct pollfd *fds, int max);
+    /* Collects finished runs and enforces hard limits. */
+    void (*process)(cel__pool_t *pool);
+    /* Earliest hard-limit deadline (monotonic seconds), or 0 for none. */
+    double (*next_deadline)(const cel__pool_t *pool);
+    /* Stops every process or thread; running tasks are abandoned. */
+    void (*stop)(cel__pool_t *pool);
+    void (*free)(cel__pool_t *pool);
+} cel__pool_ops_t;
+
+struct cel__pool {
+    const cel__pool_ops_t *ops;
+    const char *name;
+    bool enforces_hard_limit;
+    int size;
+    int busy;
+    const char *hostname;
+    cel__pool_done_fn done;
+    void *owner;
+    cel_app_t *app;
+    /* Descriptors a forked child closes, such as the broker socket. */
+    int (*inherited_fd)(void *owner);
+};
+
+/* Creates a pool by its Celery name: prefork, threads or solo. Returns NULL
+ * with the reason in `error` for another name or when out of memory. */
+cel__pool_t *cel__pool_new(const char *name, int size, char *error);
+
+/* Per-kind constructors behind cel__pool_new. */
+cel__pool_t *cel__pool_solo_new(void);
+cel__pool_t *cel__pool_threads_new(int size);
+cel__pool_t *cel__pool_prefork_new(int size);
+
+static inline bool cel__pool_has_idle(const cel__pool_t *pool)
+{
+    return pool->busy < pool->size;
+}
+
+#endif

@@ -1,0 +1,577 @@
+/*
+ * The prefork pool: task code runs in forked child processes, one task at a
+ * time each, so a crash or a hard time limit costs one child and never the
+ * worker. The main process keeps the broker connection.
+ *
+ * Parent and child talk over a Unix stream socket in frames of a 4-byte
+ * little-endian length and a JSON object: the request going down, the run's
+ * outcome coming back.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+/* How long a parent waits for an idle child to take a request. */
+#define SEND_TIMEOUT_MS 30000
+
+typedef struct child {
+    pid_t pid;               /* -1 while the slot has no process */
+    int fd;                  /* the parent's end of the socket */
+    cel__request_t *request; /* set while the child runs a task */
+    double hard;             /* seconds; 0 = none */
+    double deadline;         /* monotonic; 0 = none */
+    char *buf;               /* bytes received, not yet a whole frame */
+    size_t len;
+    size_t cap;
+} child_t;
+
+typedef struct prefork_pool {
+    cel__pool_t base;
+    child_t *children;
+    pid_t parent_pid;
+} prefork_pool_t;
+
+/* ---- framing ------------------------------------------------------------ */
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd wait = {.fd = fd, .events = POLLOUT};
+            if (poll(&wait, 1, SEND_TIMEOUT_MS) <= 0)
+                return -1;
+            continue;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int send_frame(int fd, json_t *object)
+{
+    char *text = json_dumps(object, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL)
+        return -1;
+    size_t len = strlen(text);
+    if (len > UINT32_MAX) {
+        free(text);
+        return -1;
+    }
+    unsigned char head[4] = {(unsigned char)len, (unsigned char)(len >> 8),
+                             (unsigned char)(len >> 16),
+                             (unsigned char)(len >> 24)};
+    int status = write_all(fd, (const char *)head, sizeof head);
+    if (status == 0)
+        status = write_all(fd, text, len);
+    free(text);
+    return status;
+}
+
+static uint32_t frame_length(const char *bytes)
+{
+    const unsigned char *b = (const unsigned char *)bytes;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+           (uint32_t)b[3] << 24;
+}
+
+/* Blocking read of exactly `len` bytes. Returns 0, or -1 on EOF or error. */
+static int read_all(int fd, char *out, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, out, len);
+        if (n > 0) {
+            out += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Blocking read of one frame; NULL on EOF or a bad frame. */
+static json_t *read_frame(int fd)
+{
+    char head[4];
+    if (read_all(fd, head, sizeof head) != 0)
+        return NULL;
+    uint32_t len = frame_length(head);
+    char *text = malloc(len ? len : 1);
+    if (text == NULL || read_all(fd, text, len) != 0) {
+        free(text);
+        return NULL;
+    }
+    json_t *object =
+        json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
+    free(text);
+    return object;
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+static json_t *nullable_string(const char *text)
+{
+    return text ? json_string(text) : json_null();
+}
+
+static json_t *encode_request(const cel__request_t *request, double soft)
+{
+    const cel__task_message_t *msg = &request->msg;
+    json_t *job = json_object();
+    if (job == NULL)
+        return NULL;
+    json_object_set_new(job, "id", nullable_string(msg->id));
+    json_object_set_new(job, "task", nullable_string(msg->task));
+    json_object_set_new(job, "retries", json_integer(msg->retries));
+    json_object_set_new(job, "root_id", nullable_string(msg->root_id));
+    json_object_set_new(job, "parent_id", nullable_string(msg->parent_id));
+    json_object_set_new(job, "group", nullable_string(msg->group));
+    json_object_set_new(job, "eta", nullable_string(msg->eta));
+    json_object_set_new(job, "expires", nullable_string(msg->expires));
+    json_object_set_new(job, "exchange", nullable_string(request->exchange));
+    json_object_set_new(job, "routing_key",
+                        nullable_string(request->routing_key));
+    json_object_set_new(job, "redelivered", json_boolean(request->redelivered));
+    json_object_set(job, "headers", msg->headers ? msg->headers : json_null());
+    json_object_set(job, "args", msg->args ? msg->args : json_null());
+    json_object_set(job, "kwargs", msg->kwargs ? msg->kwargs : json_null());
+    json_object_set_new(job, "soft", json_real(soft));
+    return job;
+}
+
+static char *dup_member(json_t *object, const char *key)
+{
+    const char *text = json_string_value(json_object_get(object, key));
+    return text ? strdup(text) : NULL;
+}
+
+static json_t *ref_member(json_t *object, const char *key)
+{
+    json_t *value = json_object_get(object, key);
+    return value && !json_is_null(value) ? json_incref(value) : NULL;
+}
+
+/* Builds the child's copy of a request; NULL when the task is unknown. */
+static cel__request_t *decode_request(cel_app_t *app, json_t *job, double *soft)
+{
+    cel__request_t *request = calloc(1, sizeof *request);
+    if (request == NULL)
+        return NULL;
+    cel__task_message_t *msg = &request->msg;
+    msg->protocol = 2;
+    msg->priority = -1;
+    msg->id = dup_member(job, "id");
+    msg->task = dup_member(job, "task");
+    msg->retries = (int)json_integer_value(json_object_get(job, "retries"));
+    msg->root_id = dup_member(job, "root_id");
+    msg->parent_id = dup_member(job, "parent_id");
+    msg->group = dup_member(job, "group");
+    msg->eta = dup_member(job, "eta");
+    msg->expires = dup_member(job, "expires");
+    msg->headers = ref_member(job, "headers");
+    msg->args = ref_member(job, "args");
+    msg->kwargs = ref_member(job, "kwargs");
+    request->exchange = dup_member(job, "exchange");
+    request->routing_key = dup_member(job, "routing_key");
+    request->redelivered = json_is_true(json_object_get(job, "redelivered"));
+    *soft = json_number_value(json_object_get(job, "soft"));
+    request->task = msg->task ? cel__app_find_task(app, msg->task) : NULL;
+    if (request->task == NULL) {
+        cel__request_free(request);
+        return NULL;
+    }
+    return request;
+}
+
+static json_t *encode_run(const cel__run_t *run)
+{
+    json_t *reply = json_object();
+    if (reply == NULL)
+        return NULL;
+    json_object_set_new(reply, "kind", json_integer(run->kind));
+    json_object_set(reply, "result", run->result ? run->result : json_null());
+    json_object_set_new(reply, "exc_type", nullable_string(run->exc_type));
+    json_object_set_new(reply, "exc_module", nullable_string(run->exc_module));
+    json_object_set_new(reply, "exc_message",
+                        nullable_string(run->exc_message));
+    json_object_set_new(reply, "countdown", json_real(run->countdown));
+    json_object_set_new(reply, "runtime", json_real(run->runtime));
+    return reply;
+}
+
+static void decode_run(json_t *reply, cel__run_t *run)
+{
+    memset(run, 0, sizeof *run);
+    json_int_t kind = json_integer_value(json_object_get(reply, "kind"));
+    run->kind = kind == CEL__RUN_FAILURE || kind == CEL__RUN_RETRY
+                    ? (cel__run_kind_t)kind
+                    : CEL__RUN_SUCCESS;
+    json_t *result = json_object_get(reply, "result");
+    run->result = json_incref(result ? result : json_null());
+    run->exc_type = dup_member(reply, "exc_type");
+    run->exc_module = dup_member(reply, "exc_module");
+    run->exc_message = dup_member(reply, "exc_message");
+    run->countdown = json_number_value(json_object_get(reply, "countdown"));
+    run->runtime = json_number_value(json_object_get(reply, "runtime"));
+}
+
+/* ---- the child ---------------------------------------------------------- */
+
+static void child_failure(cel__run_t *run, const char *message)
+{
+    memset(run, 0, sizeof *run);
+    run->kind = CEL__RUN_FAILURE;
+    run->exc_type = strdup("RuntimeError");
+    run->exc_module = strdup("builtins");
+    run->exc_message = strdup(message);
+}
+
+static void child_main(prefork_pool_t *pool, int fd)
+{
+    /* A warm shutdown lets running tasks finish even when the signal went
+     * to every process of the worker, as systemd sends it. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != pool->parent_pid)
+        _exit(0);
+    for (;;) {
+        json_t *job = read_frame(fd);
+        if (job == NULL)
+            _exit(0);
+        double soft = 0;
+        cel__request_t *request = decode_request(pool->base.app, job, &soft);
+        json_decref(job);
+        cel__run_t run;
+        if (request != NULL)
+            cel__run_task(request, pool->base.hostname, soft, &run);
+        else
+            child_failure(&run, "the child process could not read the task");
+        json_t *reply = encode_run(&run);
+        if (reply == NULL || send_frame(fd, reply) != 0) {
+            /* The parent treats a child without a reply as lost. */
+            _exit(3);
+        }
+        json_decref(reply);
+        cel__run_clear(&run);
+        cel__request_free(request);
+    }
+}
+
+/* ---- the parent --------------------------------------------------------- */
+
+static int spawn(prefork_pool_t *pool, int index)
+{
+    child_t *child = &pool->children[index];
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return CEL_ENOMEM;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return CEL_ENOMEM;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        for (int i = 0; i < pool->base.size; i++)
+            if (i != index && pool->children[i].fd >= 0)
+                close(pool->children[i].fd);
+        int inherited = pool->base.inherited_fd
+                            ? pool->base.inherited_fd(pool->base.owner)
+                            : -1;
+        if (inherited >= 0)
+            close(inherited);
+        child_main(pool, sv[1]);
+        _exit(0);
+    }
+    close(sv[1]);
+    child->pid = pid;
+    child->fd = sv[0];
+    child->len = 0;
+    return CEL_OK;
+}
+
+/* Waits for a child that closed its socket or was killed. */
+static int reap(child_t *child)
+{
+    int status = 0;
+    while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    close(child->fd);
+    child->fd = -1;
+    child->pid = -1;
+    child->len = 0;
+    return status;
+}
+
+/* Replaces the process of a slot; a slot that cannot fork counts as busy
+ * until a later call succeeds. */
+static void replace(prefork_pool_t *pool, int index)
+{
+    if (spawn(pool, index) != CEL_OK) {
+        cel__log(pool->base.app, CEL_LOG_ERROR,
+                 "Cannot start a pool process: %s; trying again shortly",
+                 strerror(errno));
+        pool->base.busy++;
+    }
+}
+
+static void finish(prefork_pool_t *pool, child_t *child, cel__run_t *run)
+{
+    cel__request_t *request = child->request;
+    child->request = NULL;
+    child->deadline = 0;
+    pool->base.busy--;
+    pool->base.done(pool->base.owner, request, run);
+}
+
+/* Handles a child whose socket reached EOF: it exited or crashed. */
+static void on_child_exit(prefork_pool_t *pool, int index)
+{
+    child_t *child = &pool->children[index];
+    pid_t pid = child->pid;
+    int status = reap(child);
+    if (child->request != NULL) {
+        cel__run_t run = {.kind = CEL__RUN_LOST};
+        if (WIFSIGNALED(status))
+            run.signal = WTERMSIG(status);
+        else
+            run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        cel__log(pool->base.app, CEL_LOG_ERROR,
+                 "Pool process %d exited while running task %s[%s]", (int)pid,
+                 child->request->msg.task, child->request->msg.id);
+        finish(pool, child, &run);
+    } else {
+        cel__log(pool->base.app, CEL_LOG_WARNING,
+                 "Idle pool process %d exited; starting another", (int)pid);
+    }
+    replace(pool, index);
+}
+
+static void kill_at_limit(prefork_pool_t *pool, int index)
+{
+    child_t *child = &pool->children[index];
+    kill(child->pid, SIGKILL);
+    reap(child);
+    cel__run_t run = {.kind = CEL__RUN_TIME_LIMIT, .limit = child->hard};
+    finish(pool, child, &run);
+    replace(pool, index);
+}
+
+/* Reads what a child sent; returns false when the socket reached EOF. */
+static bool receive(prefork_pool_t *pool, child_t *child)
+{
+    for (;;) {
+        if (child->cap - child->len < 65536) {
+            size_t cap = child->cap ? child->cap * 2 : 131072;
+            char *grown = realloc(child->buf, cap);
+            if (grown == NULL)
+                return true; /* try again on the next pass */
+            child->buf = grown;
+            child->cap = cap;
+        }
+        ssize_t n = recv(child->fd, child->buf + child->len,
+                         child->cap - child->len, MSG_DONTWAIT);
+        if (n > 0) {
+            child->len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        return false;
+    }
+    while (child->len >= 4) {
+        uint32_t len = frame_length(child->buf);
+        if (child->len < 4 + (size_t)len)
+            break;
+        json_t *reply = json_loadb(child->buf + 4, len,
+                                   JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
+        memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
+        child->len -= 4 + (size_t)len;
+        if (child->request == NULL) {
+            json_decref(reply);
+            continue;
+        }
+        cel__run_t run;
+        if (reply != NULL) {
+            decode_run(reply, &run);
+            json_decref(reply);
+        } else {
+            child_failure(&run, "the pool process sent an unreadable result");
+        }
+        finish(pool, child, &run);
+    }
+    return true;
+}
+
+static int prefork_start(cel__pool_t *base)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    pool->parent_pid = getpid();
+    for (int i = 0; i < base->size; i++) {
+        int status = spawn(pool, i);
+        if (status != CEL_OK)
+            return status;
+    }
+    return CEL_OK;
+}
+
+static int prefork_submit(cel__pool_t *base, cel__request_t *request,
+                          double soft, double hard)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (child->pid < 0 || child->request != NULL)
+            continue;
+        json_t *job = encode_request(request, soft);
+        int status = job ? send_frame(child->fd, job) : -1;
+        json_decref(job);
+        child->request = request;
+        child->hard = hard;
+        child->deadline = hard > 0 ? cel__monotonic() + hard : 0;
+        base->busy++;
+        if (status != 0) {
+            /* The child is gone or stuck: end it and report the loss. */
+            kill(child->pid, SIGKILL);
+            on_child_exit(pool, i);
+        }
+        return CEL_OK;
+    }
+    return CEL_EINVAL;
+}
+
+static int prefork_poll_fds(cel__pool_t *base, struct pollfd *fds, int max)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    int count = 0;
+    for (int i = 0; i < base->size && count < max; i++) {
+        if (pool->children[i].fd < 0)
+            continue;
+        fds[count].fd = pool->children[i].fd;
+        fds[count].events = POLLIN;
+        fds[count].revents = 0;
+        count++;
+    }
+    return count;
+}
+
+static void prefork_process(cel__pool_t *base)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    double now = cel__monotonic();
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (child->pid < 0) {
+            /* A slot whose fork failed earlier. */
+            if (spawn(pool, i) == CEL_OK)
+                base->busy--;
+            continue;
+        }
+        if (!receive(pool, child)) {
+            on_child_exit(pool, i);
+            continue;
+        }
+        if (child->request != NULL && child->deadline > 0 &&
+            now >= child->deadline)
+            kill_at_limit(pool, i);
+    }
+}
+
+static double prefork_next_deadline(const cel__pool_t *base)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    double next = 0;
+    for (int i = 0; i < base->size; i++) {
+        double deadline = pool->children[i].deadline;
+        if (pool->children[i].request != NULL && deadline > 0 &&
+            (next == 0 || deadline < next))
+            next = deadline;
+    }
+    return next;
+}
+
+static void prefork_stop(cel__pool_t *base)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (child->pid < 0)
+            continue;
+        /* Idle children exit on EOF; a busy one is abandoned mid-task. */
+        if (child->request != NULL)
+            kill(child->pid, SIGKILL);
+        shutdown(child->fd, SHUT_RDWR);
+        reap(child);
+        if (child->request != NULL) {
+            cel__request_free(child->request);
+            child->request = NULL;
+            base->busy--;
+        }
+    }
+}
+
+static void prefork_free(cel__pool_t *base)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++)
+        free(pool->children[i].buf);
+    free(pool->children);
+    free(pool);
+}
+
+static const cel__pool_ops_t PREFORK_OPS = {
+    .start = prefork_start,
+    .submit = prefork_submit,
+    .poll_fds = prefork_poll_fds,
+    .process = prefork_process,
+    .next_deadline = prefork_next_deadline,
+    .stop = prefork_stop,
+    .free = prefork_free,
+};
+
+cel__pool_t *cel__pool_prefork_new(int size)
+{
+    prefork_pool_t *pool = calloc(1, sizeof *pool);
+    if (pool == NULL)
+        return NULL;
+    pool->children = calloc((size_t)size, sizeof *pool->children);
+    if (pool->children == NULL) {
+        free(pool);
+        return NULL;
+    }
+    for (int i = 0; i < size; i++) {
+        pool->children[i].pid = -1;
+        pool->children[i].fd = -1;
+    }
+    pool->base.ops = &PREFORK_OPS;
+    pool->base.name = "prefork";
+    pool->base.enforces_hard_limit = true;
+    pool->base.size = size;
+    return &pool->base;
+}

@@ -10,11 +10,13 @@
 #define CHANNEL   1
 #define FRAME_MAX 131072
 
-#define CONSUMERS_MAX 64
+#define CONSUMERS_MAX       64
+#define RPC_TIMEOUT_SECONDS 10
 
 struct cel__broker {
     amqp_connection_state_t conn;
     bool open;
+    bool channel_closed;   /* the broker closed the channel */
     bool per_consumer_qos; /* a consumed queue refuses global QoS */
     char *consumer_tags[CONSUMERS_MAX];
     size_t consumer_count;
@@ -205,6 +207,10 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
         goto fail;
     }
     amqp_set_handshake_timeout(broker->conn, &tv);
+    /* A broker that stops answering an RPC fails it instead of blocking the
+     * worker loop. */
+    struct timeval rpc_timeout = {RPC_TIMEOUT_SECONDS, 0};
+    amqp_set_rpc_timeout(broker->conn, &rpc_timeout);
     amqp_rpc_reply_t login = login_with_capabilities(
         broker->conn, vhost, heartbeat, info.user, info.password);
     if ((status = reply_error(broker, login, "login")) != CEL_OK)
@@ -230,13 +236,30 @@ fail:
     return status == CEL_OK ? CEL_EBROKER : status;
 }
 
+void cel__broker_closed_by_peer(cel__broker_t *broker, int method_id)
+{
+    if (method_id == AMQP_CONNECTION_CLOSE_METHOD) {
+        amqp_send_method(broker->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+                         &(amqp_connection_close_ok_t){0});
+        broker->open = false;
+    } else if (method_id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_send_method(broker->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                         &(amqp_channel_close_ok_t){0});
+        broker->channel_closed = true;
+    } else {
+        /* The socket failed: nothing more can be sent on it. */
+        broker->open = false;
+    }
+}
+
 void cel__broker_free(cel__broker_t *broker)
 {
     if (broker == NULL)
         return;
     if (broker->conn != NULL) {
         if (broker->open) {
-            amqp_channel_close(broker->conn, CHANNEL, AMQP_REPLY_SUCCESS);
+            if (!broker->channel_closed)
+                amqp_channel_close(broker->conn, CHANNEL, AMQP_REPLY_SUCCESS);
             amqp_connection_close(broker->conn, AMQP_REPLY_SUCCESS);
         }
         amqp_destroy_connection(broker->conn);

@@ -34,6 +34,11 @@ typedef struct cel__publish {
 int cel__broker_connect(const char *url, int heartbeat, double timeout,
                         cel__broker_t **out, char *error);
 
+/* Records that the broker closed the channel or the connection (the
+ * method id of its close), answering with close-ok, or with any other id
+ * that the socket failed. cel__broker_free then sends nothing more. */
+void cel__broker_closed_by_peer(cel__broker_t *broker, int method_id);
+
 /* Closes the connection (when still open) and frees. NULL is a no-op. */
 void cel__broker_free(cel__broker_t *broker);
 

@@ -385,8 +385,13 @@ static int handle_other_frame(cel_worker_t *worker)
 {
     amqp_connection_state_t conn = cel__broker_connection(worker->broker);
     amqp_frame_t frame;
-    if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK)
+    int rc = amqp_simple_wait_frame(conn, &frame);
+    if (rc != AMQP_STATUS_OK) {
+        cel__set_error(worker->last_error, "connection to broker lost: %s",
+                       amqp_error_string2(rc));
+        cel__broker_closed_by_peer(worker->broker, 0);
         return CEL_EBROKER;
+    }
     if (frame.frame_type != AMQP_FRAME_METHOD)
         return CEL_OK;
     switch (frame.payload.method.id) {
@@ -412,6 +417,13 @@ static int handle_other_frame(cel_worker_t *worker)
         cel__set_error(worker->last_error, "broker closed the channel: %u %.*s",
                        close->reply_code, (int)close->reply_text.len,
                        (const char *)close->reply_text.bytes);
+        if (close->reply_code == AMQP_PRECONDITION_FAILED &&
+            strstr(worker->last_error, "acknowledgement") != NULL)
+            cel__log(worker->app, CEL_LOG_ERROR,
+                     "The broker's consumer_timeout expired for a task that "
+                     "was still unacknowledged; its message goes back to the "
+                     "queue and the worker reconnects");
+        cel__broker_closed_by_peer(worker->broker, AMQP_CHANNEL_CLOSE_METHOD);
         return CEL_EBROKER;
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -420,6 +432,8 @@ static int handle_other_frame(cel_worker_t *worker)
                        "broker closed the connection: %u %.*s",
                        close->reply_code, (int)close->reply_text.len,
                        (const char *)close->reply_text.bytes);
+        cel__broker_closed_by_peer(worker->broker,
+                                   AMQP_CONNECTION_CLOSE_METHOD);
         return CEL_EBROKER;
     }
     default:
@@ -510,6 +524,7 @@ static int read_broker(cel_worker_t *worker)
         if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
             cel__set_error(worker->last_error, "connection to broker lost: %s",
                            amqp_error_string2(reply.library_error));
+        cel__broker_closed_by_peer(worker->broker, 0);
         return CEL_EBROKER;
     }
     return CEL_OK;

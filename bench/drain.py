@@ -49,7 +49,7 @@ CELERIAC = REPO_ROOT / "build" / "celeriac"
 DEMO_TASKS = REPO_ROOT / "build" / "demo_tasks.so"
 
 
-def python_worker_command(queue, loglevel, result_mode, prefetch):
+def python_worker_command(queue, loglevel, result_mode, prefetch, pool, concurrency):
     module_path = PYTHON_TASKS if PYTHON_TASKS.exists() else FALLBACK_PYTHON_TASKS
     command = [
         "/usr/bin/python3", "-m", "celery", "-A", module_path.stem, "-b", BROKER_URL,
@@ -57,7 +57,7 @@ def python_worker_command(queue, loglevel, result_mode, prefetch):
     if result_mode == "rpc":
         command += ["--result-backend", "rpc://"]
     command += [
-        "worker", "-P", "solo", "-c", "1", "-Q", queue, "-n", f"bench-python-{os.getpid()}@%h",
+        "worker", "-P", pool, "-c", str(concurrency), "-Q", queue, "-n", f"bench-python-{os.getpid()}@%h",
         "-l", loglevel, "--without-mingle", "--without-gossip",
     ]
     if prefetch is not None:
@@ -66,10 +66,10 @@ def python_worker_command(queue, loglevel, result_mode, prefetch):
     return command, environment
 
 
-def celeriac_worker_command(queue, loglevel, result_mode, prefetch):
+def celeriac_worker_command(queue, loglevel, result_mode, prefetch, pool, concurrency):
     command = [
         str(CELERIAC), "worker", "-A", str(DEMO_TASKS), "-b", BROKER_URL,
-        "-Q", queue, "-c", "1", "-P", "solo", "-n", f"bench-celeriac-{os.getpid()}@%h", "-l", loglevel,
+        "-Q", queue, "-c", str(concurrency), "-P", pool, "-n", f"bench-celeriac-{os.getpid()}@%h", "-l", loglevel,
     ]
     if result_mode == "rpc":
         command += ["--result-backend", "rpc://"]
@@ -116,12 +116,38 @@ def queue_total_count(queue):
     raise RuntimeError(f"queue {queue} not found in rabbitmqctl list_queues")
 
 
+def process_tree(pid):
+    """Return ``pid`` and the ids of all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
 def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"VmHWM missing from /proc/{pid}/status")
+    """Return the sum of VmHWM over the worker process and its children."""
+    total_kib = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024.0
 
 
 def start_worker(command, environment, log_path):
@@ -198,9 +224,9 @@ def measure_with_results(channel, reply_queue, count, process, timeout):
     return started, finished
 
 
-def run_one(worker, result_mode, count, loglevel, timeout, log_dir, prefetch):
+def run_one(worker, pool, concurrency, result_mode, count, loglevel, timeout, log_dir, prefetch):
     # A fresh name per run, because kombu caches which queues it declared.
-    queue = f"bench-{os.getpid()}-{worker}-{result_mode}-{uuid.uuid4().hex[:8]}"
+    queue = f"bench-{os.getpid()}-{worker}-{pool}{concurrency}-{result_mode}-{uuid.uuid4().hex[:8]}"
     reply_queue = f"{queue}-replies" if result_mode == "rpc" else None
     connection = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
     connection.connect()
@@ -221,8 +247,8 @@ def run_one(worker, result_mode, count, loglevel, timeout, log_dir, prefetch):
         if ready != count:
             raise RuntimeError(f"queue {queue} has {ready} messages after preloading {count}")
 
-        command, environment = WORKERS[worker](queue, loglevel, result_mode, prefetch)
-        process = start_worker(command, environment, log_dir / f"{worker}-{result_mode}.log")
+        command, environment = WORKERS[worker](queue, loglevel, result_mode, prefetch, pool, concurrency)
+        process = start_worker(command, environment, log_dir / f"{worker}-{pool}{concurrency}-{result_mode}.log")
         if result_mode == "rpc":
             started, finished = measure_with_results(channel, reply_queue, count, process, timeout)
         else:
@@ -243,42 +269,65 @@ def run_one(worker, result_mode, count, loglevel, timeout, log_dir, prefetch):
             channel.queue_delete(queue=reply_queue)
         connection.close()
     seconds = finished - started
-    return {"worker": worker, "results": result_mode, "tasks": count, "seconds": seconds,
+    return {"worker": worker, "pool": f"{pool} -c {concurrency}", "results": result_mode, "tasks": count, "seconds": seconds,
             "rate": count / seconds if seconds > 0 else float("inf"), "rss": rss}
 
 
 def print_table(rows):
-    print("| worker | results | tasks | seconds | tasks/s | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| worker | pool | results | tasks | seconds | tasks/s | peak RSS MiB |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['worker']} | {row['results']} | {row['tasks']} | {row['seconds']:.2f} "
-              f"| {row['rate']:.0f} | {row['rss']:.1f} |")
-    by_key = {(row["worker"], row["results"]): row for row in rows}
+        print(f"| {row['worker']} | {row['pool']} | {row['results']} | {row['tasks']} "
+              f"| {row['seconds']:.2f} | {row['rate']:.0f} | {row['rss']:.1f} |")
     ratios = []
     for mode in ("none", "rpc"):
-        python_row = by_key.get(("python", mode))
-        celeriac_row = by_key.get(("celeriac", mode))
-        if python_row and celeriac_row:
-            ratios.append(f"results={mode}: celeriac/python throughput "
-                          f"{celeriac_row['rate'] / python_row['rate']:.1f}x, "
-                          f"peak RSS {celeriac_row['rss'] / python_row['rss']:.2f}x")
+        python_rows = [row for row in rows if row["worker"] == "python" and row["results"] == mode]
+        if not python_rows:
+            continue
+        for row in rows:
+            if row["worker"] != "celeriac" or row["results"] != mode:
+                continue
+            same_pool = [p for p in python_rows if p["pool"] == row["pool"]]
+            baseline = same_pool[0] if same_pool else max(python_rows, key=lambda p: p["rate"])
+            ratios.append(f"results={mode}: celeriac {row['pool']} / python {baseline['pool']}: "
+                          f"throughput {row['rate'] / baseline['rate']:.1f}x, "
+                          f"peak RSS {row['rss'] / baseline['rss']:.2f}x")
     if ratios:
         print()
         for line in ratios:
             print(f"- {line}")
 
 
+def parse_worker(text):
+    """Parse ``worker[:pool[:concurrency]]``, e.g. ``celeriac:prefork:2``."""
+    parts = text.split(":")
+    name = parts[0]
+    if name not in WORKERS:
+        sys.exit(f"unknown worker {name!r}; choose from {', '.join(WORKERS)}")
+    pool = parts[1] if len(parts) > 1 else "solo"
+    if pool not in ("solo", "prefork", "threads"):
+        sys.exit(f"unknown pool {pool!r} in {text!r}; choose from solo, prefork, threads")
+    try:
+        concurrency = int(parts[2]) if len(parts) > 2 else 1
+    except ValueError:
+        sys.exit(f"invalid concurrency in {text!r}: expected an integer")
+    if concurrency < 1:
+        sys.exit(f"invalid concurrency in {text!r}: expected 1 or more")
+    return name, pool, concurrency
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--tasks", type=int, default=20000, help="messages per run (default: %(default)s)")
-    parser.add_argument("--workers", default="python,celeriac",
-                        help="comma-separated workers to run: python, celeriac (default: %(default)s)")
+    parser.add_argument("--workers", default="python:solo:1,celeriac:solo:1",
+                        help="comma-separated worker:pool:concurrency entries, worker being python or "
+                             "celeriac and pool solo, prefork or threads (default: %(default)s)")
     parser.add_argument("--results", default="none,rpc",
                         help="comma-separated result modes: none, rpc (default: %(default)s)")
     parser.add_argument("--loglevel", default="warning",
                         help="worker log level, the same for both workers (default: %(default)s)")
     parser.add_argument("--prefetch-multiplier", type=int, default=None,
-                        help="worker_prefetch_multiplier for both workers (default: the workers' own, 4)")
+                        help="worker_prefetch_multiplier for every worker (default: the workers' own, 4)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds one run may take to drain the queue (default: %(default)s)")
     return parser.parse_args(argv)
@@ -288,27 +337,25 @@ def main(argv=None):
     args = parse_args(argv)
     if not 0 < args.tasks <= 1_000_000:
         sys.exit(f"--tasks must be between 1 and 1000000, not {args.tasks}")
-    workers = [name for name in args.workers.split(",") if name]
+    workers = [parse_worker(entry) for entry in args.workers.split(",") if entry]
     modes = [name for name in args.results.split(",") if name]
-    for name in workers:
-        if name not in WORKERS:
-            sys.exit(f"unknown worker {name!r}; choose from {', '.join(WORKERS)}")
     for mode in modes:
         if mode not in ("none", "rpc"):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
-    if "celeriac" in workers and not (CELERIAC.exists() and DEMO_TASKS.exists()):
+    if any(name == "celeriac" for name, _, _ in workers) and not (CELERIAC.exists() and DEMO_TASKS.exists()):
         print(f"skipping celeriac: {CELERIAC.relative_to(REPO_ROOT)} or "
               f"{DEMO_TASKS.relative_to(REPO_ROOT)} not found; run `make all` first", file=sys.stderr)
-        workers.remove("celeriac")
+        workers = [entry for entry in workers if entry[0] != "celeriac"]
 
     log_dir = REPO_ROOT / "build" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for mode in modes:
-        for worker in workers:
-            print(f"running {worker} with results={mode}, {args.tasks} tasks ...", file=sys.stderr)
-            rows.append(run_one(worker, mode, args.tasks, args.loglevel, args.timeout, log_dir,
-                                args.prefetch_multiplier))
+        for name, pool, concurrency in workers:
+            print(f"running {name} -P {pool} -c {concurrency} with results={mode}, "
+                  f"{args.tasks} tasks ...", file=sys.stderr)
+            rows.append(run_one(name, pool, concurrency, mode, args.tasks, args.loglevel,
+                                args.timeout, log_dir, args.prefetch_multiplier))
     print_table(rows)
 
 

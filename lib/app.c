@@ -45,7 +45,7 @@ void cel__set_error(char *buf, const char *fmt, ...)
 
 void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
 {
-    if (app == NULL || app->log_fn == NULL)
+    if (!cel__log_enabled(app, level))
         return;
     char line[2048];
     va_list ap;
@@ -96,6 +96,16 @@ void cel_app_free(cel_app_t *app)
     free(app->modules);
     cel__settings_free(&app->settings);
     free(app);
+}
+
+bool cel__log_enabled(const cel_app_t *app, int level)
+{
+    return app != NULL && app->log_fn != NULL && level >= app->log_level;
+}
+
+void cel_app_set_log_level(cel_app_t *app, int level)
+{
+    app->log_level = level;
 }
 
 void cel_app_set_log_callback(cel_app_t *app, cel_log_fn fn, void *user)

@@ -67,10 +67,13 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
                        json_t *result, double runtime)
 {
     const cel__task_message_t *msg = &request->msg;
-    char *repr = cel__pyrepr(result, 1024, false);
-    cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] succeeded in %.6fs: %s",
-             msg->task, msg->id, runtime, repr ? repr : "");
-    free(repr);
+    if (cel__log_enabled(worker->app, CEL_LOG_INFO)) {
+        char *repr = cel__pyrepr(result, 1024, false);
+        cel__log(worker->app, CEL_LOG_INFO,
+                 "Task %s[%s] succeeded in %.6fs: %s", msg->task, msg->id,
+                 runtime, repr ? repr : "");
+        free(repr);
+    }
     if (!ignores_result(worker, request))
         cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
                           "SUCCESS", result, NULL);

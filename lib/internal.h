@@ -60,6 +60,7 @@ struct cel_app {
     void **modules; /* dlopen handles */
     size_t module_count;
     cel_log_fn log_fn;
+    int log_level; /* lines below it are dropped */
     void *log_user;
     char last_error[CEL__ERROR_LEN];
 };
@@ -69,6 +70,9 @@ void cel__settings_free(cel__settings_t *settings);
 
 /* Looks a task up by name. Returns NULL when it is not registered. */
 cel_task_t *cel__app_find_task(const cel_app_t *app, const char *name);
+
+/* True when a line at `level` would reach the log callback. */
+bool cel__log_enabled(const cel_app_t *app, int level);
 
 void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,9 +78,26 @@ static int send_frame(int fd, json_t *object)
     unsigned char head[4] = {(unsigned char)len, (unsigned char)(len >> 8),
                              (unsigned char)(len >> 16),
                              (unsigned char)(len >> 24)};
-    int status = write_all(fd, (const char *)head, sizeof head);
-    if (status == 0)
-        status = write_all(fd, text, len);
+    /* One sendmsg for both parts in the common case; the rest of a short
+     * send goes out with write_all. */
+    struct iovec parts[2] = {{head, sizeof head}, {text, len}};
+    struct msghdr message = {.msg_iov = parts, .msg_iovlen = 2};
+    ssize_t sent;
+    do
+        sent = sendmsg(fd, &message, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    int status = 0;
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        status = -1;
+    else {
+        size_t done = sent > 0 ? (size_t)sent : 0;
+        if (done < sizeof head)
+            status =
+                write_all(fd, (const char *)head + done, sizeof head - done);
+        size_t body_done = done > sizeof head ? done - sizeof head : 0;
+        if (status == 0 && body_done < len)
+            status = write_all(fd, text + body_done, len - body_done);
+    }
     free(text);
     return status;
 }

@@ -539,6 +539,9 @@ static int consume_loop(cel_worker_t *worker)
         if (worker->stop_requested)
             break;
         wait_for_input(worker, next_wait(worker));
+        /* Slots freed by finished runs get work before new frames are
+         * read, so children do not sit idle while the parent decodes. */
+        dispatch_ready(worker);
         if (read_broker(worker) != CEL_OK)
             return CEL_EBROKER;
     }

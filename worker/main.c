@@ -169,6 +169,7 @@ static int run_worker(int argc, char **argv)
     if (app == NULL)
         goto out;
     cel_app_set_log_callback(app, cli_log_line, &min_level);
+    cel_app_set_log_level(app, min_level);
     if (apply_settings(app, &options) != 0 || load_modules(app, &options))
         goto out;
     nodename =

@@ -100,6 +100,10 @@ void cel_app_free(cel_app_t *app);
 /* Sets the callback that receives the library's log lines. */
 void cel_app_set_log_callback(cel_app_t *app, cel_log_fn fn, void *user);
 
+/* Drops log lines below `level` (a CEL_LOG_* value) before they are
+ * formatted. The default, CEL_LOG_DEBUG, passes every line. */
+void cel_app_set_log_level(cel_app_t *app, int level);
+
 /*
  * Sets a setting by its Celery name ("broker_url", "result_backend",
  * "task_acks_late", "worker_prefetch_multiplier", ...), parsing `value` from

@@ -85,7 +85,7 @@ def client(broker):
     app.close()
 
 
-def make_worker(kind, tag, env=None, extra_args=()):
+def make_worker(kind, tag, env=None, extra_args=(), **worker_options):
     if kind == "c" and not (support.C_WORKER.exists() and support.C_TASK_MODULE.exists()):
         pytest.skip(
             f"{support.C_WORKER} or {support.C_TASK_MODULE} not found; run make first, "
@@ -95,7 +95,7 @@ def make_worker(kind, tag, env=None, extra_args=()):
     log_path = support.LOG_DIR / f"{queue}.{kind}.log"
     return support.WorkerProcess(
         kind, queue, node_base=queue.replace(".", "-"), log_path=log_path,
-        env=env, extra_args=extra_args,
+        env=env, extra_args=extra_args, **worker_options,
     )
 
 
@@ -135,13 +135,14 @@ def warm_up(worker):
 def stop_worker(worker, delete_queue=True):
     """Stop ``worker`` and delete its queue; fail if the C worker exits badly.
 
-    A worker that the test stopped itself only has its exit status checked.
+    A worker that the test stopped itself only has its exit status checked,
+    and one that the test signalled itself has nothing checked.
     """
     running = worker.is_running() or worker.stopped
     exit_code = worker.stop()
     if delete_queue:
         support.delete_queue(worker.queue)
-    if worker.kind != "c":
+    if worker.kind != "c" or worker.signalled_by_test:
         return
     assert running, (
         f"C worker died during the tests (status {worker.process.returncode}); "
@@ -169,12 +170,13 @@ def worker_factory(request, worker_kind, broker):
 
     Call it as ``worker_factory(env={...}, extra_args=[...], queue=None)``.
     Passing ``queue`` starts a worker on the queue of an earlier worker.
+    Other keywords (``pool_args``, ``new_session``) go to support.WorkerProcess.
     """
     started = []
 
-    def start(env=None, extra_args=(), queue=None):
+    def start(env=None, extra_args=(), queue=None, **worker_options):
         process = make_worker(worker_kind, request.node.name, env=env,
-                              extra_args=extra_args)
+                              extra_args=extra_args, **worker_options)
         if queue is not None:
             process.queue = queue
         start_worker(process)

@@ -37,6 +37,9 @@ LOG_TAIL_LINES = 40
 
 WORKER_KINDS = ("c", "python")
 
+# Pool options every worker gets unless a test passes its own ``pool_args``.
+DEFAULT_POOL_ARGS = ("-c", "1", "-P", "solo")
+
 
 def worker_kind():
     """Return ``"c"`` or ``"python"``: which worker the suite drives.
@@ -78,7 +81,8 @@ class WorkerProcess:
     to check the WARNING lines the C worker writes for dropped messages.
     """
 
-    def __init__(self, kind, queue, node_base, log_path, env=None, extra_args=()):
+    def __init__(self, kind, queue, node_base, log_path, env=None, extra_args=(),
+                 pool_args=DEFAULT_POOL_ARGS, new_session=False, broker_url=BROKER_URL):
         self.kind = kind
         self.queue = queue
         self.node_name = f"{node_base}@%h"
@@ -87,24 +91,32 @@ class WorkerProcess:
         self.log_path = Path(log_path)
         self.env = dict(env or {})
         self.extra_args = list(extra_args)
+        # Concurrency and pool options. An empty list leaves both at their defaults.
+        self.pool_args = list(pool_args)
+        # A session of its own puts the worker and its pool children in one
+        # process group, which tests can signal like a service manager does.
+        self.new_session = new_session
+        self.broker_url = broker_url
         self.process = None
         self.exit_code = None
         self.stopped = False
+        # Set once a test signals the worker itself, so teardown only cleans up.
+        self.signalled_by_test = False
 
     def command(self):
         if self.kind == "python":
             return [
                 PYTHON, "-m", "celery", "-A", "pytasks",
-                "-b", BROKER_URL, "--result-backend", RESULT_BACKEND,
-                "worker", "-Q", self.queue, "-c", "1", "-P", "solo",
+                "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
+                "worker", "-Q", self.queue, *self.pool_args,
                 "-n", self.node_name, "-l", "info",
                 "--without-mingle", "--without-gossip", "--without-heartbeat",
                 *self.extra_args,
             ]
         return [
             str(C_WORKER), "worker", "-A", str(C_TASK_MODULE),
-            "-b", BROKER_URL, "--result-backend", RESULT_BACKEND,
-            "-Q", self.queue, "-c", "1", "-P", "solo",
+            "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
+            "-Q", self.queue, *self.pool_args,
             "-n", self.node_name, "-l", "info",
             *self.extra_args,
         ]
@@ -124,6 +136,7 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.new_session,
             )
 
     def wait_ready(self, timeout=READY_TIMEOUT):
@@ -158,7 +171,71 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait()
             self.exit_code = None
+        self.kill_process_group()
         return self.exit_code
+
+    def send_signal(self, signum, group=False):
+        """Send ``signum`` to the main process, or with ``group`` to its process group.
+
+        Teardown then checks no exit status, because the test owns the outcome.
+        """
+        self.signalled_by_test = True
+        if group:
+            if not self.new_session:
+                raise ValueError("signalling the group needs a worker started with "
+                                 "new_session=True, or it would hit pytest too")
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+
+    def wait_exit(self, timeout):
+        """Wait up to ``timeout`` s for the worker to exit and return its status.
+
+        Returns None if the worker is still running.
+        """
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait_for_group_exit(self, timeout):
+        """Wait up to ``timeout`` s for the worker's whole process group to exit.
+
+        Returns the pids still alive, so an empty list means no pool child
+        outlived the main process.
+        """
+        deadline = time.monotonic() + timeout
+        pids = process_group_pids(self.process.pid)
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = process_group_pids(self.process.pid)
+        return pids
+
+    def kill_process_group(self):
+        """SIGKILL pool children left behind in the worker's own process group.
+
+        Linux does not hand out a group's id as a new pid while the group has
+        members, so this cannot hit an unrelated process after the main one exited.
+        """
+        if not self.new_session or self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def process_ids(self):
+        """Return the pids of the main process and all its descendants."""
+        pids = [self.process.pid]
+        index = 0
+        while index < len(pids):
+            pids.extend(child_pids(pids[index]))
+            index += 1
+        return pids
+
+    def broker_client_ports(self):
+        """Return the local ports of this worker's TCP connections to the broker."""
+        return broker_client_ports(self.process_ids())
 
     def is_running(self):
         return self.process is not None and self.process.poll() is None
@@ -190,6 +267,143 @@ class WorkerProcess:
             for line in self.log_since(offset).splitlines()
             if "WARNING/" in line or ": WARNING" in line
         ]
+
+
+def child_pids(pid):
+    """Return the pids of the children of ``pid`` (an empty list once it has exited)."""
+    children = []
+    try:
+        thread_ids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return children
+    for thread_id in thread_ids:
+        try:
+            with open(f"/proc/{pid}/task/{thread_id}/children") as children_file:
+                children.extend(int(child) for child in children_file.read().split())
+        except FileNotFoundError:
+            continue
+    return children
+
+
+def process_group_pids(pgid):
+    """Return the pids of the live (not zombie) processes in process group ``pgid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                stat = stat_file.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # The command name in brackets may contain spaces, so split after it.
+        fields = stat.rsplit(")", 1)[1].split()
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def socket_inodes(pid):
+    """Return the inodes of the sockets that process ``pid`` has open."""
+    inodes = set()
+    try:
+        fd_names = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, PermissionError):
+        return inodes
+    for fd_name in fd_names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd_name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def broker_client_ports(pids, broker_port=BROKER_PORT):
+    """Return the local ports of the established connections from ``pids`` to the broker.
+
+    It reads /proc/net/tcp and tcp6, whose ports are hexadecimal and whose
+    state 01 is ESTABLISHED.
+    """
+    inodes = set()
+    for pid in pids:
+        inodes |= socket_inodes(pid)
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as table_file:
+                rows = table_file.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_address, remote_address, state, inode = (
+                fields[1], fields[2], fields[3], fields[9])
+            if (state == "01" and inode in inodes
+                    and int(remote_address.rsplit(":", 1)[1], 16) == broker_port):
+                ports.add(int(local_address.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def rabbitmqctl_json(*arguments, node=None):
+    """Run ``rabbitmqctl`` with JSON output and return the decoded list."""
+    command = ["rabbitmqctl", "-q"]
+    if node is not None:
+        command += ["-n", node]
+    command += [*arguments, "--formatter", "json"]
+    output = subprocess.run(command, check=True, capture_output=True, text=True,
+                            timeout=30).stdout
+    return json.loads(output or "[]")
+
+
+def close_broker_connections(client_ports, reason="closed by an interop test"):
+    """Close the broker connections whose client port is in ``client_ports``.
+
+    Only these connections are closed, because other work shares the broker.
+    Returns the pids of the closed connections.
+    """
+    # close_connection takes the connection pid as the table output prints
+    # it (<rabbit@host.N.N.N>), not as the JSON output does (#PID<N.N.N>).
+    output = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "peer_port"],
+        check=True, capture_output=True, text=True, timeout=30,
+    ).stdout
+    closed = []
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) != 2 or int(fields[1]) not in client_ports:
+            continue
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", fields[0], reason],
+                       check=True, capture_output=True, timeout=30)
+        closed.append(fields[0])
+    return closed
+
+
+def queue_arguments(queue):
+    """Return the declared arguments of ``queue`` as a dict, from rabbitmqctl.
+
+    rabbitmqctl lists each argument as ``[name, AMQP type, value]``.
+    """
+    for row in rabbitmqctl_json("list_queues", "name", "arguments"):
+        if row["name"] == queue:
+            return {name: value for name, _, value in row["arguments"]}
+    raise LookupError(f"queue {queue!r} not found in rabbitmqctl list_queues")
+
+
+def wait_for_depths(queue, expected, timeout=10.0):
+    """Poll ``queue_depths`` until it equals ``expected``; return the last counts.
+
+    The broker returns unacked messages to the queue when the consumer's
+    connection closes, so the counts change a moment after the worker exits.
+    """
+    deadline = time.monotonic() + timeout
+    depths = queue_depths(queue)
+    while depths != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        depths = queue_depths(queue)
+    return depths
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@
  */
 #include <celeriac/celeriac.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -27,6 +29,32 @@ static json_t *missing(cel_context_t *ctx, const char *name)
                     cel_context_task_name(ctx), name);
 }
 
+/* Fails the task with Python's TypeError when more than `max` positional
+ * arguments came, as calling the Python twin would. */
+static bool too_many(cel_context_t *ctx, json_t *args, size_t max)
+{
+    size_t given = json_array_size(args);
+    if (given <= max)
+        return false;
+    cel_fail(ctx, "TypeError", "builtins",
+             "%s() takes %zu positional argument%s but %zu %s given",
+             cel_context_task_name(ctx), max, max == 1 ? "" : "s", given,
+             given == 1 ? "was" : "were");
+    return true;
+}
+
+/* JSON has no inf or nan, so a float result out of range fails instead of
+ * reaching the client as null. */
+static json_t *real_result(cel_context_t *ctx, double value)
+{
+    if (!isfinite(value))
+        return cel_fail(ctx, "OverflowError", "builtins",
+                        "%s() result is not a finite number, which JSON "
+                        "cannot carry",
+                        cel_context_task_name(ctx));
+    return json_real(value);
+}
+
 static json_t *not_numbers(cel_context_t *ctx, const char *op)
 {
     return cel_fail(ctx, "TypeError", "builtins",
@@ -35,6 +63,8 @@ static json_t *not_numbers(cel_context_t *ctx, const char *op)
 
 static json_t *add(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 2))
+        return NULL;
     json_t *x = argument(args, kwargs, 0, "x");
     json_t *y = argument(args, kwargs, 1, "y");
     if (x == NULL || y == NULL)
@@ -49,11 +79,13 @@ static json_t *add(cel_context_t *ctx, json_t *args, json_t *kwargs)
     }
     if (!json_is_number(x) || !json_is_number(y))
         return not_numbers(ctx, "+");
-    return json_real(json_number_value(x) + json_number_value(y));
+    return real_result(ctx, json_number_value(x) + json_number_value(y));
 }
 
 static json_t *mul(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 2))
+        return NULL;
     json_t *x = argument(args, kwargs, 0, "x");
     json_t *y = argument(args, kwargs, 1, "y");
     if (x == NULL || y == NULL)
@@ -68,11 +100,13 @@ static json_t *mul(cel_context_t *ctx, json_t *args, json_t *kwargs)
     }
     if (!json_is_number(x) || !json_is_number(y))
         return not_numbers(ctx, "*");
-    return json_real(json_number_value(x) * json_number_value(y));
+    return real_result(ctx, json_number_value(x) * json_number_value(y));
 }
 
 static json_t *xsum(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 1))
+        return NULL;
     json_t *numbers = argument(args, kwargs, 0, "numbers");
     if (numbers == NULL)
         return missing(ctx, "numbers");
@@ -100,11 +134,13 @@ static json_t *xsum(cel_context_t *ctx, json_t *args, json_t *kwargs)
                             "xsum() item %zu is not a number", index);
         }
     }
-    return any_real ? json_real(real_total) : json_integer(int_total);
+    return any_real ? real_result(ctx, real_total) : json_integer(int_total);
 }
 
 static json_t *echo(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 1))
+        return NULL;
     json_t *value = argument(args, kwargs, 0, "value");
     if (value == NULL)
         return missing(ctx, "value");
@@ -163,15 +199,25 @@ static json_t *spin(cel_context_t *ctx, json_t *args, json_t *kwargs)
 
 static json_t *fail_task(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 1))
+        return NULL;
     json_t *message = argument(args, kwargs, 0, "message");
+    if (message == NULL)
+        return missing(ctx, "message");
     if (json_is_string(message))
         return cel_fail(ctx, "ValueError", "builtins", "%s",
                         json_string_value(message));
-    return cel_fail(ctx, "ValueError", "builtins", "fail() was called");
+    /* Python's ValueError(3) carries the value; its text is the repr. */
+    char *text = json_dumps(message, JSON_ENCODE_ANY | JSON_COMPACT);
+    cel_fail(ctx, "ValueError", "builtins", "%s", text ? text : "");
+    free(text);
+    return NULL;
 }
 
 static json_t *flaky(cel_context_t *ctx, json_t *args, json_t *kwargs)
 {
+    if (too_many(ctx, args, 1))
+        return NULL;
     json_t *n = argument(args, kwargs, 0, "n");
     if (!json_is_integer(n))
         return cel_fail(ctx, "TypeError", "builtins",

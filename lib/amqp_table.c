@@ -109,7 +109,10 @@ static int value_to_json(const amqp_field_value_t *value, int depth,
         break;
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        *out = json_stringn(v->value.bytes.bytes, v->value.bytes.len);
+        /* rabbitmq-c gives an empty string a NULL pointer. */
+        *out = v->value.bytes.len == 0
+                   ? json_string("")
+                   : json_stringn(v->value.bytes.bytes, v->value.bytes.len);
         if (*out == NULL)
             return CEL_EINVALTASK; /* not UTF-8 */
         return CEL_OK;

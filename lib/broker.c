@@ -226,8 +226,8 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
 
 fail:
     if (broker != NULL)
-        cel__set_error(error, "%s@%s:%d%s: %s", info.user, info.host, info.port,
-                       vhost, broker->error);
+        cel__set_error(error, "%s@%s:%d, vhost '%s': %s", info.user, info.host,
+                       info.port, vhost, broker->error);
     else
         cel__set_error(error, "out of memory");
     cel__broker_free(broker);

@@ -312,12 +312,15 @@ void cel__settle(cel_worker_t *worker, cel__request_t *request, cel__run_t *run)
         failed = true;
         break;
     case CEL__RUN_LOST:
-        if (on_lost(worker, request, run))
+        if (on_lost(worker, request, run)) {
+            cel__settle_duplicate(worker, request->msg.id, true);
             goto done;
+        }
         failed = true;
         break;
     }
     settle_late(worker, request, failed);
+    cel__settle_duplicate(worker, request->msg.id, false);
 done:
     cel__run_clear(run);
     cel__request_free(request);

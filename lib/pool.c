@@ -66,6 +66,14 @@ static double solo_next_deadline(const cel__pool_t *pool)
     return 0;
 }
 
+static bool solo_is_running(const cel__pool_t *pool, const char *task_id)
+{
+    /* No frames are read while a solo task runs. */
+    (void)pool;
+    (void)task_id;
+    return false;
+}
+
 static void solo_stop(cel__pool_t *pool)
 {
     (void)pool;
@@ -82,6 +90,7 @@ static const cel__pool_ops_t SOLO_OPS = {
     .poll_fds = solo_poll_fds,
     .process = solo_process,
     .next_deadline = solo_next_deadline,
+    .is_running = solo_is_running,
     .stop = solo_stop,
     .free = solo_free,
 };

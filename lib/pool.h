@@ -55,6 +55,8 @@ typedef struct cel__pool_ops {
     void (*process)(cel__pool_t *pool);
     /* Earliest hard-limit deadline (monotonic seconds), or 0 for none. */
     double (*next_deadline)(const cel__pool_t *pool);
+    /* True while a request with this task id runs in the pool. */
+    bool (*is_running)(const cel__pool_t *pool, const char *task_id);
     /* Stops every process or thread; running tasks are abandoned. */
     void (*stop)(cel__pool_t *pool);
     void (*free)(cel__pool_t *pool);

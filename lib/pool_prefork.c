@@ -269,6 +269,9 @@ static void child_main(prefork_pool_t *pool, int fd)
      * to every process of the worker, as systemd sends it. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     signal(SIGQUIT, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
@@ -399,9 +402,12 @@ static void kill_at_limit(prefork_pool_t *pool, int index)
     replace(pool, index);
 }
 
-/* Reads what a child sent; returns false when the socket reached EOF. */
+/* Reads what a child sent and settles every whole reply in it; returns
+ * false when the socket reached EOF. Replies that arrived before the EOF
+ * still count, so a child that dies right after replying loses nothing. */
 static bool receive(prefork_pool_t *pool, child_t *child)
 {
+    bool open = true;
     for (;;) {
         if (child->cap - child->len < 65536) {
             size_t cap = child->cap ? child->cap * 2 : 131072;
@@ -421,7 +427,8 @@ static bool receive(prefork_pool_t *pool, child_t *child)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        return false;
+        open = false;
+        break;
     }
     while (child->len >= 4) {
         uint32_t len = frame_length(child->buf);
@@ -444,7 +451,7 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         }
         finish(pool, child, &run);
     }
-    return true;
+    return open;
 }
 
 static int prefork_start(cel__pool_t *base)
@@ -534,6 +541,18 @@ static double prefork_next_deadline(const cel__pool_t *base)
     return next;
 }
 
+static bool prefork_is_running(const cel__pool_t *base, const char *task_id)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        const cel__request_t *request = pool->children[i].request;
+        if (request != NULL && request->msg.id != NULL &&
+            strcmp(request->msg.id, task_id) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void prefork_stop(cel__pool_t *base)
 {
     prefork_pool_t *pool = (prefork_pool_t *)base;
@@ -569,6 +588,7 @@ static const cel__pool_ops_t PREFORK_OPS = {
     .poll_fds = prefork_poll_fds,
     .process = prefork_process,
     .next_deadline = prefork_next_deadline,
+    .is_running = prefork_is_running,
     .stop = prefork_stop,
     .free = prefork_free,
 };

@@ -147,11 +147,43 @@ static double threads_next_deadline(const cel__pool_t *base)
     return 0;
 }
 
+static bool threads_is_running(const cel__pool_t *base, const char *task_id)
+{
+    const threads_pool_t *pool = (const threads_pool_t *)base;
+    /* slot->request is only written by the main thread, which calls this. */
+    for (int i = 0; i < base->size; i++) {
+        const cel__request_t *request = pool->slots[i].request;
+        if (request != NULL && request->msg.id != NULL &&
+            strcmp(request->msg.id, task_id) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void threads_stop(cel__pool_t *base)
 {
     threads_pool_t *pool = (threads_pool_t *)base;
+    bool running[base->size > 0 ? base->size : 1];
     pthread_mutex_lock(&pool->lock);
     pool->stopping = true;
+    for (int i = 0; i < base->size; i++) {
+        thread_slot_t *slot = &pool->slots[i];
+        running[i] = false;
+        if (slot->request == NULL)
+            continue;
+        if (slot->has_job || slot->finished) {
+            /* Not taken yet, or done but not collected: nothing runs. */
+            if (slot->finished)
+                cel__run_clear(&slot->run);
+            cel__request_free(slot->request);
+            slot->request = NULL;
+            slot->has_job = false;
+            slot->finished = false;
+            base->busy--;
+        } else {
+            running[i] = true;
+        }
+    }
     for (int i = 0; i < base->size; i++)
         if (pool->slots[i].started)
             pthread_cond_signal(&pool->slots[i].wake);
@@ -162,7 +194,7 @@ static void threads_stop(cel__pool_t *base)
             continue;
         /* A thread still inside a task cannot be interrupted; it is left
          * to end with the process. */
-        if (slot->request != NULL)
+        if (running[i])
             pthread_detach(slot->thread);
         else
             pthread_join(slot->thread, NULL);
@@ -178,7 +210,7 @@ static void threads_free(cel__pool_t *base)
     for (int i = 0; i < base->size; i++)
         pthread_cond_destroy(&pool->slots[i].wake);
     pthread_mutex_destroy(&pool->lock);
-    if (pool->wake_pipe[0] > 0) {
+    if (pool->wake_pipe[0] >= 0) {
         close(pool->wake_pipe[0]);
         close(pool->wake_pipe[1]);
     }
@@ -192,6 +224,7 @@ static const cel__pool_ops_t THREADS_OPS = {
     .poll_fds = threads_poll_fds,
     .process = threads_process,
     .next_deadline = threads_next_deadline,
+    .is_running = threads_is_running,
     .stop = threads_stop,
     .free = threads_free,
 };

@@ -18,47 +18,71 @@ typedef struct setting {
     setting_kind_t kind;
     size_t offset;
     const char *default_value; /* NULL: unset (None) */
+    bool ranged;               /* numbers only: min and max apply */
+    double min;
+    double max;
 } setting_t;
+
+#define RANGE(lo, hi) true, (lo), (hi)
+#define NO_RANGE      false, 0, 0
+
+/* apply()'s status for a number outside the setting's range. */
+#define OUT_OF_RANGE (-100)
 
 #define FIELD(name) offsetof(cel__settings_t, name)
 
 static const setting_t SETTINGS[] = {
     {"broker_url", KIND_STRING, FIELD(broker_url),
-     "amqp://guest:guest@localhost:5672//"},
-    {"result_backend", KIND_STRING, FIELD(result_backend), NULL},
-    {"task_default_queue", KIND_STRING, FIELD(task_default_queue), "celery"},
-    {"worker_pool", KIND_STRING, FIELD(worker_pool), "prefork"},
-    {"task_acks_late", KIND_BOOL, FIELD(task_acks_late), "false"},
+     "amqp://guest:guest@localhost:5672//", NO_RANGE},
+    {"result_backend", KIND_STRING, FIELD(result_backend), NULL, NO_RANGE},
+    {"task_default_queue", KIND_STRING, FIELD(task_default_queue), "celery",
+     NO_RANGE},
+    {"worker_pool", KIND_STRING, FIELD(worker_pool), "prefork", NO_RANGE},
+    {"task_acks_late", KIND_BOOL, FIELD(task_acks_late), "false", NO_RANGE},
     {"task_acks_on_failure_or_timeout", KIND_BOOL,
-     FIELD(task_acks_on_failure_or_timeout), "true"},
-    {"task_ignore_result", KIND_BOOL, FIELD(task_ignore_result), "false"},
+     FIELD(task_acks_on_failure_or_timeout), "true", NO_RANGE},
+    {"task_ignore_result", KIND_BOOL, FIELD(task_ignore_result), "false",
+     NO_RANGE},
     {"task_reject_on_worker_lost", KIND_BOOL, FIELD(task_reject_on_worker_lost),
-     "false"},
+     "false", NO_RANGE},
     /* 0 declares queues without x-max-priority, as Celery's None does. */
-    {"task_queue_max_priority", KIND_INT, FIELD(task_queue_max_priority), "0"},
+    {"task_queue_max_priority", KIND_INT, FIELD(task_queue_max_priority), "0",
+     RANGE(0, 255)},
     {"task_store_errors_even_if_ignored", KIND_BOOL,
-     FIELD(task_store_errors_even_if_ignored), "false"},
-    {"task_track_started", KIND_BOOL, FIELD(task_track_started), "false"},
+     FIELD(task_store_errors_even_if_ignored), "false", NO_RANGE},
+    {"task_track_started", KIND_BOOL, FIELD(task_track_started), "false",
+     NO_RANGE},
     {"worker_send_task_events", KIND_BOOL, FIELD(worker_send_task_events),
-     "false"},
+     "false", NO_RANGE},
     {"broker_connection_retry", KIND_BOOL, FIELD(broker_connection_retry),
-     "true"},
-    {"result_persistent", KIND_BOOL, FIELD(result_persistent), "false"},
+     "true", NO_RANGE},
+    {"result_persistent", KIND_BOOL, FIELD(result_persistent), "false",
+     NO_RANGE},
+    /* AMQP's prefetch count is 16 bits wide. */
     {"worker_prefetch_multiplier", KIND_INT, FIELD(worker_prefetch_multiplier),
-     "4"},
+     "4", RANGE(0, 65535)},
     /* 0 means the number of CPUs, as Celery's default does. */
-    {"worker_concurrency", KIND_INT, FIELD(worker_concurrency), "0"},
-    {"broker_heartbeat", KIND_INT, FIELD(broker_heartbeat), "120"},
+    {"worker_concurrency", KIND_INT, FIELD(worker_concurrency), "0",
+     RANGE(0, 1024)},
+    /* AMQP's heartbeat is 16 bits wide; 0 turns heartbeats off. */
+    {"broker_heartbeat", KIND_INT, FIELD(broker_heartbeat), "120",
+     RANGE(0, 65535)},
     {"broker_connection_max_retries", KIND_INT,
-     FIELD(broker_connection_max_retries), "100"},
+     FIELD(broker_connection_max_retries), "100", RANGE(0, INT_MAX)},
     {"broker_connection_timeout", KIND_FLOAT, FIELD(broker_connection_timeout),
-     "4.0"},
-    {"task_time_limit", KIND_FLOAT, FIELD(task_time_limit), "0"},
-    {"task_soft_time_limit", KIND_FLOAT, FIELD(task_soft_time_limit), "0"},
-    {"result_expires", KIND_INT, FIELD(result_expires), "86400"},
-    {"celeriac_max_body_size", KIND_INT, FIELD(max_body_size), "134217728"},
-    {"celeriac_max_headers", KIND_INT, FIELD(max_headers), "256"},
-    {"celeriac_max_json_depth", KIND_INT, FIELD(max_json_depth), "128"},
+     "4.0", RANGE(0.001, 3600)},
+    {"task_time_limit", KIND_FLOAT, FIELD(task_time_limit), "0", RANGE(0, 1e9)},
+    {"task_soft_time_limit", KIND_FLOAT, FIELD(task_soft_time_limit), "0",
+     RANGE(0, 1e9)},
+    {"result_expires", KIND_INT, FIELD(result_expires), "86400",
+     RANGE(0, INT_MAX)},
+    /* For the three caps, 0 means the built-in default. */
+    {"celeriac_max_body_size", KIND_INT, FIELD(max_body_size), "134217728",
+     RANGE(0, INT_MAX)},
+    {"celeriac_max_headers", KIND_INT, FIELD(max_headers), "256",
+     RANGE(0, INT_MAX)},
+    {"celeriac_max_json_depth", KIND_INT, FIELD(max_json_depth), "128",
+     RANGE(0, 100000)},
 };
 
 #define SETTING_COUNT (sizeof SETTINGS / sizeof SETTINGS[0])
@@ -134,18 +158,24 @@ static int apply(cel__settings_t *settings, const setting_t *setting,
         if (text == NULL)
             return CEL_EINVAL;
         return parse_bool(text, field) == 0 ? CEL_OK : CEL_EINVAL;
-    case KIND_INT:
-        if (is_none(text)) {
-            *(int *)field = 0;
-            return CEL_OK;
-        }
-        return parse_int(text, field) == 0 ? CEL_OK : CEL_EINVAL;
-    case KIND_FLOAT:
-        if (is_none(text)) {
-            *(double *)field = 0;
-            return CEL_OK;
-        }
-        return parse_float(text, field) == 0 ? CEL_OK : CEL_EINVAL;
+    case KIND_INT: {
+        int value = 0;
+        if (!is_none(text) && parse_int(text, &value) != 0)
+            return CEL_EINVAL;
+        if (setting->ranged && (value < setting->min || value > setting->max))
+            return OUT_OF_RANGE;
+        *(int *)field = value;
+        return CEL_OK;
+    }
+    case KIND_FLOAT: {
+        double value = 0;
+        if (!is_none(text) && parse_float(text, &value) != 0)
+            return CEL_EINVAL;
+        if (setting->ranged && (value < setting->min || value > setting->max))
+            return OUT_OF_RANGE;
+        *(double *)field = value;
+        return CEL_OK;
+    }
     }
     return CEL_EINVAL;
 }
@@ -189,6 +219,14 @@ int cel_app_set(cel_app_t *app, const char *name, const char *value)
         return CEL_ENOTFOUND;
     }
     int status = apply(&app->settings, setting, value);
+    if (status == OUT_OF_RANGE) {
+        cel__set_error(app->last_error,
+                       "invalid value '%s' for setting %s: expected %s from "
+                       "%g to %g",
+                       value ? value : "", setting->name,
+                       kind_name(setting->kind), setting->min, setting->max);
+        return CEL_EINVAL;
+    }
     if (status == CEL_EINVAL)
         cel__set_error(
             app->last_error, "invalid value '%s' for setting %s: expected %s",

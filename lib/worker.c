@@ -39,6 +39,7 @@ void cel_worker_free(cel_worker_t *worker)
         return;
     cel__eta_clear(&worker->eta);
     cel__ready_clear(&worker->ready);
+    cel__ready_clear(&worker->duplicates);
     cel__broker_free(worker->broker);
     if (worker->pool != NULL) {
         worker->pool->ops->stop(worker->pool);
@@ -296,6 +297,17 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
         cel__revoke_expired(worker, request);
         goto done;
     }
+    if (request->redelivered &&
+        worker->pool->ops->is_running(worker->pool, request->msg.id)) {
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Task %s[%s] was redelivered while its first run goes on; "
+                 "the copy is held until that run ends, then acked",
+                 request->msg.task, request->msg.id);
+        if (cel__ready_push(&worker->duplicates, request) == CEL_OK)
+            return;
+        cel__reject(worker, request, true);
+        goto done;
+    }
     log_received(worker, request);
     if (request->msg.eta != NULL && request->msg.eta_ts > cel__now()) {
         if (cel__eta_push(&worker->eta, request) == CEL_OK) {
@@ -350,6 +362,7 @@ static void requeue_waiting(cel_worker_t *worker)
         cel__reject(worker, request, true);
         cel__request_free(request);
     }
+    /* Held copies of running tasks stay until those runs end. */
     if (count > 0)
         cel__log(worker->app, CEL_LOG_INFO,
                  "Returned %zu prefetched or scheduled tasks to the broker",
@@ -375,8 +388,33 @@ static void close_session(cel_worker_t *worker)
      * connection closes; their tags mean nothing on the next one. */
     cel__eta_clear(&worker->eta);
     cel__ready_clear(&worker->ready);
+    cel__ready_clear(&worker->duplicates);
     cel__broker_free(worker->broker);
     worker->broker = NULL;
+}
+
+void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
+                           bool requeue)
+{
+    if (worker->duplicates.count == 0 || task_id == NULL)
+        return;
+    /* Rotate through the queue once, keeping the copies of other tasks. */
+    size_t count = worker->duplicates.count;
+    for (size_t i = 0; i < count; i++) {
+        cel__request_t *copy = cel__ready_pop(&worker->duplicates);
+        if (strcmp(copy->msg.id, task_id) != 0) {
+            if (cel__ready_push(&worker->duplicates, copy) != CEL_OK) {
+                cel__reject(worker, copy, true);
+                cel__request_free(copy);
+            }
+            continue;
+        }
+        if (requeue)
+            cel__reject(worker, copy, true);
+        else
+            cel__ack(worker, copy);
+        cel__request_free(copy);
+    }
 }
 
 /* Handles a frame that is not a delivery. Returns CEL_EBROKER when the
@@ -710,9 +748,15 @@ static bool back_off(cel_worker_t *worker, int *attempts)
     if (!settings->broker_connection_retry ||
         (settings->broker_connection_max_retries > 0 &&
          *attempts >= settings->broker_connection_max_retries)) {
-        cel__log(worker->app, CEL_LOG_CRITICAL,
-                 "Giving up on the broker after %d attempts: %s", *attempts,
-                 worker->last_error);
+        if (*attempts == 0)
+            cel__log(worker->app, CEL_LOG_CRITICAL,
+                     "Giving up on the broker (broker_connection_retry is "
+                     "off): %s",
+                     worker->last_error);
+        else
+            cel__log(worker->app, CEL_LOG_CRITICAL,
+                     "Giving up on the broker after %d attempts: %s", *attempts,
+                     worker->last_error);
         return false;
     }
     (*attempts)++;
@@ -759,7 +803,7 @@ int cel_worker_run(cel_worker_t *worker)
     warm_shutdown(worker);
     close_session(worker);
     worker->pool->ops->stop(worker->pool);
-    cel__log(worker->app, CEL_LOG_INFO, "%s stopped after %lu tasks",
+    cel__log(worker->app, CEL_LOG_INFO, "%s stopped; tasks started: %lu",
              worker->nodename, worker->processed);
     return CEL_OK;
 }

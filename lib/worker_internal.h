@@ -45,6 +45,10 @@ struct cel_worker {
 
     cel__pool_t *pool;
     cel__request_queue_t ready;
+    /* Redelivered copies of tasks that still run: the broker took the
+     * message back (a lost channel, consumer_timeout) while the first run
+     * went on. Each is settled when that run ends. */
+    cel__request_queue_t duplicates;
     cel__pending_result_t *pending_head;
     cel__pending_result_t *pending_tail;
     size_t pending_count;
@@ -90,6 +94,11 @@ int cel__ready_push(cel__request_queue_t *queue, cel__request_t *request);
 cel__request_t *cel__ready_pop(cel__request_queue_t *queue);
 /* Frees every request left and the storage. */
 void cel__ready_clear(cel__request_queue_t *queue);
+
+/* Settles the parked redelivered copy of a task whose run just ended: acks
+ * it, or requeues it when `requeue` is set. */
+void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
+                           bool requeue);
 
 /* Publishes the results kept while the broker was away. */
 void cel__flush_pending_results(cel_worker_t *worker);

@@ -1,6 +1,7 @@
 /* Settings from a config file and from CELERY_<NAME> variables. */
 #include <ctype.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,13 @@ static int apply_line(cel_app_t *app, const char *path, int number, char *line)
 int cli_load_config_file(cel_app_t *app, const char *path)
 {
     FILE *file = fopen(path, "r");
+    struct stat info;
+    if (file != NULL && fstat(fileno(file), &info) == 0 &&
+        !S_ISREG(info.st_mode)) {
+        fclose(file);
+        file = NULL;
+        errno = EISDIR;
+    }
     if (file == NULL) {
         fprintf(stderr, "celeriac: cannot open config file %s: %s\n", path,
                 strerror(errno));

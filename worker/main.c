@@ -1,5 +1,6 @@
 /* celeriac: the worker command. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,16 @@ static void on_stop_signal(int signo)
         cel_worker_stop(running_worker);
 }
 
+/* Celery uses SIGUSR1 and SIGUSR2 for Python debugging aids, which a C
+ * worker has no use for. */
+static void on_ignored_signal(int signo)
+{
+    static const char text[] = "celeriac: ignoring SIGUSR1/SIGUSR2\n";
+    (void)signo;
+    ssize_t written = write(STDERR_FILENO, text, sizeof text - 1);
+    (void)written;
+}
+
 static void install_signal_handlers(void)
 {
     struct sigaction action;
@@ -37,6 +48,12 @@ static void install_signal_handlers(void)
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGQUIT, &action, NULL);
+    /* Celery restarts on SIGHUP; celeriac stops warmly and leaves the
+     * restart to its supervisor. */
+    sigaction(SIGHUP, &action, NULL);
+    action.sa_handler = on_ignored_signal;
+    sigaction(SIGUSR1, &action, NULL);
+    sigaction(SIGUSR2, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -82,15 +99,31 @@ static int add_queues(cel_worker_t *worker, const char *list)
     if (copy == NULL)
         return -1;
     int status = 0;
+    int added = 0;
     char *saveptr = NULL;
     for (char *name = strtok_r(copy, ",", &saveptr); name && status == 0;
          name = strtok_r(NULL, ",", &saveptr)) {
         while (*name == ' ')
             name++;
-        if (*name != '\0' && cel_worker_add_queue(worker, name) != CEL_OK)
+        if (*name == '\0')
+            continue;
+        if (strlen(name) > 255) {
+            fprintf(stderr,
+                    "celeriac: queue name '%.40s...' is longer than the 255 "
+                    "bytes AMQP allows\n",
+                    name);
             status = -1;
+        } else if (cel_worker_add_queue(worker, name) != CEL_OK) {
+            status = -1;
+        } else {
+            added++;
+        }
     }
     free(copy);
+    if (status == 0 && added == 0) {
+        fprintf(stderr, "celeriac: -Q '%s' names no queue\n", list);
+        status = -1;
+    }
     return status;
 }
 
@@ -108,12 +141,32 @@ static int load_modules(cel_app_t *app, const cli_options_t *options)
     return 0;
 }
 
+/* Creates the pidfile, refusing when it names a process that still runs,
+ * as Celery's --pidfile does. A stale file is replaced. */
 static int write_pidfile(const char *path)
 {
-    FILE *file = fopen(path, "w");
+    FILE *existing = fopen(path, "r");
+    if (existing != NULL) {
+        long pid = 0;
+        int read = fscanf(existing, "%ld", &pid);
+        fclose(existing);
+        if (read == 1 && pid > 0 && pid != (long)getpid() &&
+            (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+            fprintf(stderr,
+                    "celeriac: pidfile %s names process %ld, which is "
+                    "still running; stop it or remove the file\n",
+                    path, pid);
+            return -1;
+        }
+        unlink(path);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    FILE *file = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (file == NULL) {
         fprintf(stderr, "celeriac: cannot write pidfile %s: %s\n", path,
                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     fprintf(file, "%ld\n", (long)getpid());

@@ -39,9 +39,14 @@ def test_config_file_sets_acks_late(client, worker_factory):
         "worker_prefetch_multiplier = 1\n"
     )
     worker = worker_factory(extra_args=["--config", str(config_path)])
-    result = client.send_task("tasks.sleep", args=[1.5], queue=worker.queue)
-    time.sleep(0.5)
-    assert queue_depths(worker.queue) == (0, 1)
+    result = client.send_task("tasks.sleep", args=[3], queue=worker.queue)
+    # The task runs for 3 s; its message must stay unacked meanwhile.
+    deadline = time.monotonic() + 2.0
+    depths = queue_depths(worker.queue)
+    while depths != (0, 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        depths = queue_depths(worker.queue)
+    assert depths == (0, 1)
     assert result.get(timeout=RESULT_TIMEOUT) is None
     assert run_task(client, worker, "tasks.add", args=[1, 1]) == 2
     assert wait_for_empty_queue(worker.queue) == (0, 0)

@@ -116,11 +116,28 @@ START_TEST(test_set_int_setting)
     ck_assert_int_eq(cel_app_set(app, "worker_prefetch_multiplier", "8"),
                      CEL_OK);
     assert_setting("worker_prefetch_multiplier", "8");
-    ck_assert_int_eq(cel_app_set(app, "broker_connection_max_retries", "-1"),
+    ck_assert_int_eq(cel_app_set(app, "broker_connection_max_retries", "7"),
                      CEL_OK);
-    assert_setting("broker_connection_max_retries", "-1");
+    assert_setting("broker_connection_max_retries", "7");
     ck_assert_int_eq(cel_app_set(app, "worker_concurrency", "None"), CEL_OK);
     assert_setting("worker_concurrency", "0");
+}
+END_TEST
+
+START_TEST(test_out_of_range_is_einval)
+{
+    ck_assert_int_eq(cel_app_set(app, "worker_prefetch_multiplier", "-3"),
+                     CEL_EINVAL);
+    ck_assert_int_eq(cel_app_set(app, "worker_prefetch_multiplier", "65536"),
+                     CEL_EINVAL);
+    ck_assert_int_eq(cel_app_set(app, "broker_heartbeat", "99999999"),
+                     CEL_EINVAL);
+    ck_assert_int_eq(cel_app_set(app, "broker_connection_timeout", "0"),
+                     CEL_EINVAL);
+    ck_assert_int_eq(cel_app_set(app, "worker_concurrency", "-1"),
+                     CEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(cel_app_last_error(app), "from 0 to 1024"));
+    assert_setting("worker_prefetch_multiplier", "4");
 }
 END_TEST
 
@@ -332,6 +349,7 @@ static Suite *settings_suite(void)
     tcase_add_test(values, test_set_bool_accepts_python_spellings);
     tcase_add_test(values, test_set_int_setting);
     tcase_add_test(values, test_set_float_setting);
+    tcase_add_test(values, test_out_of_range_is_einval);
     tcase_add_test(values, test_setting_names_ignore_case);
     tcase_add_test(values, test_get_truncates_to_buffer);
     tcase_add_loop_test(values, test_set_invalid_value_is_einval, 0,

@@ -55,9 +55,11 @@ static int solo_poll_fds(cel__pool_t *pool, struct pollfd *fds, int max)
     return 0;
 }
 
-static void solo_process(cel__pool_t *pool)
+static void solo_process(cel__pool_t *pool, const struct pollfd *fds, int count)
 {
     (void)pool;
+    (void)fds;
+    (void)count;
 }
 
 static double solo_next_deadline(const cel__pool_t *pool)

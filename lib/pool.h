@@ -51,8 +51,10 @@ typedef struct cel__pool_ops {
                   double hard);
     /* Writes the descriptors to wait on for POLLIN; returns their count. */
     int (*poll_fds)(cel__pool_t *pool, struct pollfd *fds, int max);
-    /* Collects finished runs and enforces hard limits. */
-    void (*process)(cel__pool_t *pool);
+    /* Collects finished runs and enforces hard limits. `fds` are the
+     * descriptors from poll_fds with their revents, so only those with
+     * input are read; NULL reads every descriptor. */
+    void (*process)(cel__pool_t *pool, const struct pollfd *fds, int count);
     /* Earliest hard-limit deadline (monotonic seconds), or 0 for none. */
     double (*next_deadline)(const cel__pool_t *pool);
     /* True while a request with this task id runs in the pool. */

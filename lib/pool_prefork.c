@@ -506,7 +506,20 @@ static int prefork_poll_fds(cel__pool_t *base, struct pollfd *fds, int max)
     return count;
 }
 
-static void prefork_process(cel__pool_t *base)
+/* True when poll reported input or an error on `fd`, or no poll results
+ * were given. */
+static bool has_input(int fd, const struct pollfd *fds, int count)
+{
+    if (fds == NULL)
+        return true;
+    for (int i = 0; i < count; i++)
+        if (fds[i].fd == fd)
+            return fds[i].revents != 0;
+    return false;
+}
+
+static void prefork_process(cel__pool_t *base, const struct pollfd *fds,
+                            int count)
 {
     prefork_pool_t *pool = (prefork_pool_t *)base;
     double now = cel__monotonic();
@@ -518,7 +531,7 @@ static void prefork_process(cel__pool_t *base)
                 base->busy--;
             continue;
         }
-        if (!receive(pool, child)) {
+        if (has_input(child->fd, fds, count) && !receive(pool, child)) {
             on_child_exit(pool, i);
             continue;
         }

@@ -118,9 +118,12 @@ static int threads_poll_fds(cel__pool_t *base, struct pollfd *fds, int max)
     return 1;
 }
 
-static void threads_process(cel__pool_t *base)
+static void threads_process(cel__pool_t *base, const struct pollfd *fds,
+                            int count)
 {
     threads_pool_t *pool = (threads_pool_t *)base;
+    if (fds != NULL && (count < 1 || fds[0].revents == 0))
+        return;
     char drain[64];
     while (read(pool->wake_pipe[0], drain, sizeof drain) > 0)
         ;

@@ -498,8 +498,9 @@ static double next_wait(const cel_worker_t *worker)
 }
 
 /* Sleeps until the broker socket or a pool descriptor has input, or for
- * `seconds`, then collects finished runs. */
-static void wait_for_input(cel_worker_t *worker, double seconds)
+ * `seconds`, then collects finished runs. Returns true when the broker has
+ * input to read or is due its periodic call for heartbeats. */
+static bool wait_for_input(cel_worker_t *worker, double seconds)
 {
     struct pollfd fds[POLL_FDS_MAX];
     int count = 0;
@@ -511,13 +512,26 @@ static void wait_for_input(cel_worker_t *worker, double seconds)
         fds[count].revents = 0;
         count++;
     }
+    int broker_fds = count;
     count += worker->pool->ops->poll_fds(worker->pool, fds + count,
                                          POLL_FDS_MAX - count);
     int timeout_ms = (int)ceil(seconds * 1000.0);
-    if (poll(fds, (nfds_t)count, timeout_ms) < 0 && errno != EINTR)
+    int ready = poll(fds, (nfds_t)count, timeout_ms);
+    if (ready < 0 && errno != EINTR)
         cel__log(worker->app, CEL_LOG_ERROR, "poll failed: %s",
                  strerror(errno));
-    worker->pool->ops->process(worker->pool);
+    worker->pool->ops->process(worker->pool, fds + broker_fds,
+                               count - broker_fds);
+    if (worker->broker == NULL)
+        return false;
+    double now = cel__monotonic();
+    bool due = now >= worker->next_broker_call;
+    if ((broker_fds > 0 && fds[0].revents != 0) || due || seconds == 0) {
+        /* rabbitmq-c sends and checks heartbeats only when called. */
+        worker->next_broker_call = now + POLL_SECONDS;
+        return true;
+    }
+    return false;
 }
 
 /* Services the pool for `seconds` without a broker, as while waiting to
@@ -576,11 +590,11 @@ static int consume_loop(cel_worker_t *worker)
         dispatch_ready(worker);
         if (worker->stop_requested)
             break;
-        wait_for_input(worker, next_wait(worker));
+        bool broker_input = wait_for_input(worker, next_wait(worker));
         /* Slots freed by finished runs get work before new frames are
          * read, so children do not sit idle while the parent decodes. */
         dispatch_ready(worker);
-        if (read_broker(worker) != CEL_OK)
+        if (broker_input && read_broker(worker) != CEL_OK)
             return CEL_EBROKER;
     }
     return CEL_OK;
@@ -604,8 +618,8 @@ static void warm_shutdown(cel_worker_t *worker)
                  "Warm shutdown: waiting for %d running tasks to finish",
                  worker->pool->busy);
     while (worker->pool->busy > 0) {
-        wait_for_input(worker, POLL_SECONDS);
-        if (worker->broker != NULL && read_broker(worker) != CEL_OK) {
+        bool broker_input = wait_for_input(worker, POLL_SECONDS);
+        if (broker_input && read_broker(worker) != CEL_OK) {
             cel__log(worker->app, CEL_LOG_ERROR,
                      "%s; results of the running tasks will be lost",
                      worker->last_error);

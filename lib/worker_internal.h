@@ -53,6 +53,7 @@ struct cel_worker {
     cel__pending_result_t *pending_tail;
     size_t pending_count;
     bool consuming; /* false once a warm shutdown cancelled the consumers */
+    double next_broker_call; /* monotonic; when rabbitmq-c is next called */
 
     cel__eta_heap_t eta;
     int base_prefetch;    /* concurrency x multiplier; 0 = unlimited */

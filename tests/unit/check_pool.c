@@ -396,7 +396,7 @@ static void service_once(cel__pool_t *pool)
     int ready = poll(fds, (nfds_t)count, POLL_MS);
     ck_assert_msg(ready >= 0 || errno == EINTR, "poll failed: %s",
                   strerror(errno));
-    pool->ops->process(pool);
+    pool->ops->process(pool, NULL, 0);
 }
 
 /* Services the pool until `expected` runs have arrived in total. */

@@ -187,6 +187,48 @@ void cel_task_set_time_limits(cel_task_t *task, double hard, double soft)
     task->soft_time_limit = soft > 0 ? soft : 0;
 }
 
+int cel__rate_parse(const char *text, double *per_second)
+{
+    char *end;
+    double count = strtod(text, &end);
+    if (end == text || !(count >= 0) || count > 1e9)
+        return CEL_EINVAL;
+    double seconds = 1;
+    if (*end == '/') {
+        switch (end[1]) {
+        case 's':
+            seconds = 1;
+            break;
+        case 'm':
+            seconds = 60;
+            break;
+        case 'h':
+            seconds = 3600;
+            break;
+        default:
+            return CEL_EINVAL;
+        }
+        if (end[2] != '\0')
+            return CEL_EINVAL;
+    } else if (*end != '\0') {
+        return CEL_EINVAL;
+    }
+    *per_second = count / seconds;
+    return CEL_OK;
+}
+
+int cel_task_set_rate_limit(cel_task_t *task, const char *rate)
+{
+    double per_second = 0;
+    if (rate != NULL && rate[0] != '\0' &&
+        cel__rate_parse(rate, &per_second) != CEL_OK)
+        return CEL_EINVAL;
+    task->rate_per_second = per_second;
+    task->rate_tokens = per_second > 0 ? 1 : 0;
+    task->rate_updated = cel__monotonic();
+    return CEL_OK;
+}
+
 void cel_task_set_user_data(cel_task_t *task, void *user_data)
 {
     task->user_data = user_data;

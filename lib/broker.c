@@ -19,6 +19,7 @@ struct cel__broker {
     bool channel_closed;   /* the broker closed the channel */
     bool per_consumer_qos; /* a consumed queue refuses global QoS */
     char *consumer_tags[CONSUMERS_MAX];
+    char *consumer_queues[CONSUMERS_MAX];
     size_t consumer_count;
     char error[CEL__ERROR_LEN];
 };
@@ -146,6 +147,26 @@ static char *split_url(const char *url, char **vhost)
     return normal;
 }
 
+json_t *cel__broker_describe(const char *url, int heartbeat, double timeout)
+{
+    char *vhost = NULL;
+    char *normal = url ? split_url(url, &vhost) : NULL;
+    struct amqp_connection_info info;
+    json_t *out = NULL;
+    if (normal != NULL && amqp_parse_url(normal, &info) == AMQP_STATUS_OK)
+        out = json_pack(
+            "{s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:f, s:{}, s:s, s:n, s:f, "
+            "s:s, s:[]}",
+            "hostname", info.host, "userid", info.user, "virtual_host", vhost,
+            "port", info.port, "insist", 0, "ssl", 0, "transport", "amqp",
+            "connect_timeout", timeout, "transport_options", "login_method",
+            "PLAIN", "uri_prefix", "heartbeat", (double)heartbeat,
+            "failover_strategy", "round-robin", "alternates");
+    free(normal);
+    free(vhost);
+    return out;
+}
+
 /* Logs in, telling RabbitMQ that this client handles basic.cancel, which
  * the broker then sends when a consumed queue is deleted. */
 static amqp_rpc_reply_t login_with_capabilities(amqp_connection_state_t conn,
@@ -264,8 +285,10 @@ void cel__broker_free(cel__broker_t *broker)
         }
         amqp_destroy_connection(broker->conn);
     }
-    for (size_t i = 0; i < broker->consumer_count; i++)
+    for (size_t i = 0; i < broker->consumer_count; i++) {
         free(broker->consumer_tags[i]);
+        free(broker->consumer_queues[i]);
+    }
     free(broker);
 }
 
@@ -355,7 +378,33 @@ int cel__broker_consume(cel__broker_t *broker, const char *queue)
         return CEL_ENOMEM;
     memcpy(tag, ok->consumer_tag.bytes, ok->consumer_tag.len);
     tag[ok->consumer_tag.len] = '\0';
+    char *name = strdup(queue);
+    if (name == NULL) {
+        free(tag);
+        return CEL_ENOMEM;
+    }
+    broker->consumer_queues[broker->consumer_count] = name;
     broker->consumer_tags[broker->consumer_count++] = tag;
+    return CEL_OK;
+}
+
+int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue)
+{
+    for (size_t i = 0; i < broker->consumer_count; i++) {
+        if (strcmp(broker->consumer_queues[i], queue) != 0)
+            continue;
+        amqp_basic_cancel(broker->conn, CHANNEL,
+                          amqp_cstring_bytes(broker->consumer_tags[i]));
+        int status = check_reply(broker, "basic.cancel");
+        free(broker->consumer_tags[i]);
+        free(broker->consumer_queues[i]);
+        broker->consumer_count--;
+        broker->consumer_tags[i] =
+            broker->consumer_tags[broker->consumer_count];
+        broker->consumer_queues[i] =
+            broker->consumer_queues[broker->consumer_count];
+        return status;
+    }
     return CEL_OK;
 }
 
@@ -387,6 +436,58 @@ static int write_status(cel__broker_t *broker, int rc, const char *what)
         return CEL_OK;
     cel__set_error(broker->error, "%s: %s", what, amqp_error_string2(rc));
     return CEL_EBROKER;
+}
+
+/* Declares the exchanges and the node's pidbox queue of Celery's remote
+ * control and event entities, and consumes the pidbox on its own channel
+ * without acks, as kombu's Mailbox does. */
+int cel__broker_open_control(cel__broker_t *broker, const char *nodename)
+{
+    amqp_channel_open(broker->conn, CEL__CONTROL_CHANNEL);
+    int status = check_reply(broker, "channel.open");
+    if (status != CEL_OK)
+        return status;
+    amqp_exchange_declare(
+        broker->conn, CEL__CONTROL_CHANNEL, amqp_cstring_bytes("celery.pidbox"),
+        amqp_cstring_bytes("fanout"), 0, 0, 0, 0, amqp_empty_table);
+    if ((status = check_reply(broker, "exchange.declare")) != CEL_OK)
+        return status;
+    amqp_exchange_declare(broker->conn, CEL__CONTROL_CHANNEL,
+                          amqp_cstring_bytes("reply.celery.pidbox"),
+                          amqp_cstring_bytes("direct"), 0, 0, 0, 0,
+                          amqp_empty_table);
+    if ((status = check_reply(broker, "exchange.declare")) != CEL_OK)
+        return status;
+    amqp_exchange_declare(
+        broker->conn, CEL__CONTROL_CHANNEL, amqp_cstring_bytes("celeryev"),
+        amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+    if ((status = check_reply(broker, "exchange.declare")) != CEL_OK)
+        return status;
+
+    char queue[512];
+    snprintf(queue, sizeof queue, "%s.celery.pidbox", nodename);
+    /* control_queue_expires 10 s and control_queue_ttl 300 s, in ms. */
+    amqp_table_entry_t entries[] = {
+        {amqp_cstring_bytes("x-expires"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
+        {amqp_cstring_bytes("x-message-ttl"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
+    };
+    amqp_table_t arguments = {2, entries};
+    amqp_queue_declare(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), 0, 0, 0, 1, arguments);
+    if ((status = check_reply(broker, "queue.declare")) != CEL_OK)
+        return status;
+    amqp_queue_bind(broker->conn, CEL__CONTROL_CHANNEL,
+                    amqp_cstring_bytes(queue),
+                    amqp_cstring_bytes("celery.pidbox"), amqp_empty_bytes,
+                    amqp_empty_table);
+    if ((status = check_reply(broker, "queue.bind")) != CEL_OK)
+        return status;
+    amqp_basic_consume(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 0,
+                       amqp_empty_table);
+    return check_reply(broker, "basic.consume");
 }
 
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)

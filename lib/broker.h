@@ -34,6 +34,14 @@ typedef struct cel__publish {
 int cel__broker_connect(const char *url, int heartbeat, double timeout,
                         cel__broker_t **out, char *error);
 
+/* The stats command's "broker" object for a URL, as kombu describes a
+ * connection: host, user, vhost, port and options, never the password.
+ * Returns a new object, or NULL for an invalid URL. */
+json_t *cel__broker_describe(const char *url, int heartbeat, double timeout);
+
+/* The channel of the remote-control consumer. */
+#define CEL__CONTROL_CHANNEL 2
+
 /* Records that the broker closed the channel or the connection (the
  * method id of its close), answering with close-ok, or with any other id
  * that the socket failed. cel__broker_free then sends nothing more. */
@@ -52,6 +60,13 @@ int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
 
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count);
 int cel__broker_consume(cel__broker_t *broker, const char *queue);
+/* Declares Celery's remote-control and event exchanges and starts
+ * consuming `<nodename>.celery.pidbox` on channel 2, without acks. */
+int cel__broker_open_control(cel__broker_t *broker, const char *nodename);
+
+/* Cancels the consumer of one queue, if there is one. */
+int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue);
+
 /* Cancels every consumer this connection started (a warm shutdown). */
 int cel__broker_cancel_consumers(cel__broker_t *broker);
 /* The socket, to poll for input. */

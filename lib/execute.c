@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "revoked.h"
 #include "worker_internal.h"
 
 static bool acks_late(const cel_worker_t *worker, const cel_task_t *task)
@@ -67,11 +68,14 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
                        json_t *result, double runtime)
 {
     const cel__task_message_t *msg = &request->msg;
-    if (cel__log_enabled(worker->app, CEL_LOG_INFO)) {
+    if (cel__log_enabled(worker->app, CEL_LOG_INFO) || worker->task_events) {
         char *repr = cel__pyrepr(result, 1024, false);
         cel__log(worker->app, CEL_LOG_INFO,
                  "Task %s[%s] succeeded in %.6fs: %s", msg->task, msg->id,
                  runtime, repr ? repr : "");
+        cel__event_task(worker, "task-succeeded", request,
+                        json_pack("{s:s, s:f}", "result", repr ? repr : "",
+                                  "runtime", runtime));
         free(repr);
     }
     if (!ignores_result(worker, request))
@@ -89,6 +93,9 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
         cel__traceback_format(msg->task, exc_type, exc_module, message);
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, repr ? repr : exc_type);
+    cel__event_task(worker, "task-failed", request,
+                    json_pack("{s:s, s:s}", "exception", repr ? repr : exc_type,
+                              "traceback", traceback ? traceback : ""));
     if (cel__stores_errors(worker, request->task))
         cel__store_exception(worker, msg, "FAILURE", exc_type, exc_module,
                              message, traceback);
@@ -162,6 +169,18 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
         run->exc_type ? exception_repr(run->exc_type, run->exc_message) : NULL;
     cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] retry: Retry in %gs%s%s",
              msg->task, msg->id, countdown, repr ? ": " : "", repr ? repr : "");
+    if (worker->task_events) {
+        char *traceback =
+            run->exc_type
+                ? cel__traceback_format(msg->task, run->exc_type,
+                                        run->exc_module, run->exc_message)
+                : NULL;
+        cel__event_task(worker, "task-retried", request,
+                        json_pack("{s:s, s:s}", "exception",
+                                  repr ? repr : "None", "traceback",
+                                  traceback ? traceback : ""));
+        free(traceback);
+    }
     free(repr);
     if (!cel__stores_errors(worker, task))
         return true;
@@ -208,7 +227,7 @@ static void fail_exhausted(cel_worker_t *worker, const cel__request_t *request,
     free(kwargs);
 }
 
-static void settle_late(cel_worker_t *worker, const cel__request_t *request,
+static void settle_late(cel_worker_t *worker, cel__request_t *request,
                         bool failed)
 {
     if (!acks_late(worker, request->task))
@@ -234,6 +253,14 @@ static void on_time_limit(cel_worker_t *worker, const cel__request_t *request,
              "Hard time limit (%gs) exceeded for %s[%s]; its process was "
              "killed",
              run->limit, msg->task, msg->id);
+    if (worker->task_events) {
+        char exception[64];
+        snprintf(exception, sizeof exception, "TimeLimitExceeded(%g)",
+                 run->limit);
+        cel__event_task(
+            worker, "task-failed", request,
+            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+    }
     if (!cel__stores_errors(worker, request->task))
         return;
     json_t *exc = json_pack("{s:s, s:[f], s:s}", "exc_type",
@@ -262,10 +289,16 @@ static void describe_loss(const cel_worker_t *worker, const cel__run_t *run,
 }
 
 /* Returns true when the message was requeued, which settles it. */
-static bool on_lost(cel_worker_t *worker, const cel__request_t *request,
+static bool on_lost(cel_worker_t *worker, cel__request_t *request,
                     const cel__run_t *run)
 {
     const cel__task_message_t *msg = &request->msg;
+    if (request->terminate_signal != 0) {
+        /* revoke(terminate=True) killed it on purpose. */
+        cel__revoke_request(worker, request, "terminated",
+                            request->terminate_signal);
+        return true;
+    }
     char text[160];
     describe_loss(worker, run, text, sizeof text);
     if (acks_late(worker, request->task) &&
@@ -273,11 +306,25 @@ static bool on_lost(cel_worker_t *worker, const cel__request_t *request,
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Task %s[%s] requeued: %s (task_reject_on_worker_lost)",
                  msg->task, msg->id, text);
+        cel__event_task(worker, "task-rejected", request,
+                        json_pack("{s:b}", "requeue", 1));
         cel__reject(worker, request, true);
         return true;
     }
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, text);
+    if (worker->task_events) {
+        json_t *quoted = json_string(text);
+        char *repr = quoted ? cel__pyrepr(quoted, 1024, false) : NULL;
+        char exception[300];
+        snprintf(exception, sizeof exception, "WorkerLostError(%s)",
+                 repr ? repr : "");
+        cel__event_task(
+            worker, "task-failed", request,
+            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+        free(repr);
+        json_decref(quoted);
+    }
     if (cel__stores_errors(worker, request->task)) {
         char *traceback = cel__traceback_format(msg->task, "WorkerLostError",
                                                 "billiard.exceptions", text);
@@ -367,6 +414,12 @@ void cel__run_task(const cel__request_t *request, const char *hostname,
 
 void cel__start(cel_worker_t *worker, cel__request_t *request)
 {
+    if (cel__revoked_contains(worker->revoked, request->msg.id,
+                              cel__monotonic())) {
+        cel__revoke_request(worker, request, "revoked", 0);
+        cel__request_free(request);
+        return;
+    }
     if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts) {
         cel__revoke_expired(worker, request);
         cel__request_free(request);
@@ -375,6 +428,9 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
     if (!acks_late(worker, request->task))
         cel__ack(worker, request);
     worker->processed++;
+    request->task->accepted++;
+    request->time_start = cel__now();
+    cel__event_task(worker, "task-started", request, NULL);
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
     cel__pool_t *pool = worker->pool;

@@ -50,6 +50,10 @@ struct cel_task {
     double time_limit;
     double soft_time_limit;
     void *user_data;
+    unsigned long accepted; /* requests started, for the stats command */
+    double rate_per_second; /* rate limit; 0 for none */
+    double rate_tokens;     /* token bucket of capacity 1 */
+    double rate_updated;    /* monotonic time the bucket was last filled */
 };
 
 struct cel_app {
@@ -70,6 +74,14 @@ void cel__settings_free(cel__settings_t *settings);
 
 /* Looks a task up by name. Returns NULL when it is not registered. */
 cel_task_t *cel__app_find_task(const cel_app_t *app, const char *name);
+
+/* Parses a Celery rate limit: "10/s", "100/m", "1000/h" or a number per
+ * second. Returns CEL_OK or CEL_EINVAL. */
+int cel__rate_parse(const char *text, double *per_second);
+
+/* The conf command's JSON object of every setting, with the broker
+ * password masked. */
+json_t *cel__settings_dump(const cel_app_t *app);
 
 /* True when a line at `level` would reach the log callback. */
 bool cel__log_enabled(const cel_app_t *app, int level);
@@ -101,6 +113,10 @@ typedef struct cel__request {
     char *routing_key;
     bool redelivered;
     cel_task_t *task;
+    double time_start;    /* epoch seconds when handed to the pool; 0 */
+    int worker_pid;       /* the process running it, 0 until started */
+    int terminate_signal; /* revoke(terminate=True) sent this signal */
+    bool settled;         /* acked or rejected already */
 } cel__request_t;
 
 void cel__request_free(cel__request_t *request);

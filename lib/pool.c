@@ -1,6 +1,7 @@
 /* Pool selection by name, and the solo pool that runs tasks inline. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -41,6 +42,7 @@ static int solo_submit(cel__pool_t *pool, cel__request_t *request, double soft,
     (void)hard;
     cel__run_t run;
     pool->busy++;
+    request->worker_pid = (int)getpid();
     cel__run_task(request, pool->hostname, soft, &run);
     pool->busy--;
     pool->done(pool->owner, request, &run);
@@ -76,6 +78,33 @@ static bool solo_is_running(const cel__pool_t *pool, const char *task_id)
     return false;
 }
 
+static int solo_list_running(const cel__pool_t *pool,
+                             const cel__request_t **out, int max)
+{
+    /* Control commands are only read between solo tasks. */
+    (void)pool;
+    (void)out;
+    (void)max;
+    return 0;
+}
+
+static bool solo_terminate(cel__pool_t *pool, const char *task_id, int signum)
+{
+    (void)pool;
+    (void)task_id;
+    (void)signum;
+    return false;
+}
+
+static int solo_list_pids(const cel__pool_t *pool, int *out, int max)
+{
+    (void)pool;
+    if (max < 1)
+        return 0;
+    out[0] = (int)getpid();
+    return 1;
+}
+
 static void solo_stop(cel__pool_t *pool)
 {
     (void)pool;
@@ -93,6 +122,9 @@ static const cel__pool_ops_t SOLO_OPS = {
     .process = solo_process,
     .next_deadline = solo_next_deadline,
     .is_running = solo_is_running,
+    .list_running = solo_list_running,
+    .terminate = solo_terminate,
+    .list_pids = solo_list_pids,
     .stop = solo_stop,
     .free = solo_free,
 };

@@ -59,6 +59,14 @@ typedef struct cel__pool_ops {
     double (*next_deadline)(const cel__pool_t *pool);
     /* True while a request with this task id runs in the pool. */
     bool (*is_running)(const cel__pool_t *pool, const char *task_id);
+    /* Writes up to `max` running requests (borrowed); returns the count. */
+    int (*list_running)(const cel__pool_t *pool, const cel__request_t **out,
+                        int max);
+    /* Sends `signum` to the process running `task_id`, when the pool can;
+     * returns false when no such task runs or the pool cannot. */
+    bool (*terminate)(cel__pool_t *pool, const char *task_id, int signum);
+    /* Writes up to `max` process ids of the pool; returns the count. */
+    int (*list_pids)(const cel__pool_t *pool, int *out, int max);
     /* Stops every process or thread; running tasks are abandoned. */
     void (*stop)(cel__pool_t *pool);
     void (*free)(cel__pool_t *pool);

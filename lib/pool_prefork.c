@@ -478,6 +478,7 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         int status = job ? send_frame(child->fd, job) : -1;
         json_decref(job);
         child->request = request;
+        request->worker_pid = (int)child->pid;
         child->hard = hard;
         child->deadline = hard > 0 ? cel__monotonic() + hard : 0;
         base->busy++;
@@ -566,6 +567,46 @@ static bool prefork_is_running(const cel__pool_t *base, const char *task_id)
     return false;
 }
 
+static int prefork_list_running(const cel__pool_t *base,
+                                const cel__request_t **out, int max)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    int count = 0;
+    for (int i = 0; i < base->size && count < max; i++)
+        if (pool->children[i].request != NULL)
+            out[count++] = pool->children[i].request;
+    return count;
+}
+
+static bool prefork_terminate(cel__pool_t *base, const char *task_id,
+                              int signum)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (child->request == NULL || child->request->msg.id == NULL ||
+            strcmp(child->request->msg.id, task_id) != 0)
+            continue;
+        child->request->terminate_signal = signum;
+        /* The child ignores SIGTERM and SIGINT for warm shutdowns, so
+         * those would not stop it: it gets SIGKILL instead. */
+        int sent = signum == SIGTERM || signum == SIGINT ? SIGKILL : signum;
+        kill(child->pid, sent);
+        return true;
+    }
+    return false;
+}
+
+static int prefork_list_pids(const cel__pool_t *base, int *out, int max)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    int count = 0;
+    for (int i = 0; i < base->size && count < max; i++)
+        if (pool->children[i].pid > 0)
+            out[count++] = (int)pool->children[i].pid;
+    return count;
+}
+
 static void prefork_stop(cel__pool_t *base)
 {
     prefork_pool_t *pool = (prefork_pool_t *)base;
@@ -602,6 +643,9 @@ static const cel__pool_ops_t PREFORK_OPS = {
     .process = prefork_process,
     .next_deadline = prefork_next_deadline,
     .is_running = prefork_is_running,
+    .list_running = prefork_list_running,
+    .terminate = prefork_terminate,
+    .list_pids = prefork_list_pids,
     .stop = prefork_stop,
     .free = prefork_free,
 };

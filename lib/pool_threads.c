@@ -96,6 +96,7 @@ static int threads_submit(cel__pool_t *base, cel__request_t *request,
         if (slot->request != NULL || !slot->started)
             continue;
         slot->request = request;
+        request->worker_pid = (int)getpid();
         slot->soft = soft;
         slot->has_job = true;
         base->busy++;
@@ -163,6 +164,36 @@ static bool threads_is_running(const cel__pool_t *base, const char *task_id)
     return false;
 }
 
+static int threads_list_running(const cel__pool_t *base,
+                                const cel__request_t **out, int max)
+{
+    const threads_pool_t *pool = (const threads_pool_t *)base;
+    int count = 0;
+    for (int i = 0; i < base->size && count < max; i++)
+        if (pool->slots[i].request != NULL)
+            out[count++] = pool->slots[i].request;
+    return count;
+}
+
+/* A thread cannot be stopped from outside without risking the process. */
+static bool threads_terminate(cel__pool_t *base, const char *task_id,
+                              int signum)
+{
+    (void)base;
+    (void)task_id;
+    (void)signum;
+    return false;
+}
+
+static int threads_list_pids(const cel__pool_t *base, int *out, int max)
+{
+    (void)base;
+    if (max < 1)
+        return 0;
+    out[0] = (int)getpid();
+    return 1;
+}
+
 static void threads_stop(cel__pool_t *base)
 {
     threads_pool_t *pool = (threads_pool_t *)base;
@@ -228,6 +259,9 @@ static const cel__pool_ops_t THREADS_OPS = {
     .process = threads_process,
     .next_deadline = threads_next_deadline,
     .is_running = threads_is_running,
+    .list_running = threads_list_running,
+    .terminate = threads_terminate,
+    .list_pids = threads_list_pids,
     .stop = threads_stop,
     .free = threads_free,
 };

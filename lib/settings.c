@@ -265,3 +265,55 @@ int cel_app_get(const cel_app_t *app, const char *name, char *buf,
     }
     return CEL_OK;
 }
+
+/* Replaces the password of user:password@host with "********", as
+ * Celery's conf command shows broker URLs. Returns malloc'd text. */
+static char *mask_url_password(const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = strchr(url, '@');
+    const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+    if (scheme == NULL || at == NULL || colon == NULL || colon > at)
+        return strdup(url);
+    char *out = NULL;
+    if (asprintf(&out, "%.*s********%s", (int)(colon + 1 - url), url, at) < 0)
+        return NULL;
+    return out;
+}
+
+json_t *cel__settings_dump(const cel_app_t *app)
+{
+    json_t *out = json_object();
+    for (size_t i = 0; i < SETTING_COUNT && out != NULL; i++) {
+        const setting_t *setting = &SETTINGS[i];
+        const void *field = (const char *)&app->settings + setting->offset;
+        json_t *value = NULL;
+        switch (setting->kind) {
+        case KIND_STRING: {
+            const char *text = *(char *const *)field;
+            if (text == NULL) {
+                value = json_null();
+            } else if (strstr(setting->name, "url") != NULL ||
+                       strcmp(setting->name, "result_backend") == 0) {
+                char *masked = mask_url_password(text);
+                value = masked ? json_string(masked) : json_null();
+                free(masked);
+            } else {
+                value = json_string(text);
+            }
+            break;
+        }
+        case KIND_BOOL:
+            value = json_boolean(*(const bool *)field);
+            break;
+        case KIND_INT:
+            value = json_integer(*(const int *)field);
+            break;
+        case KIND_FLOAT:
+            value = json_real(*(const double *)field);
+            break;
+        }
+        json_object_set_new(out, setting->name, value);
+    }
+    return out;
+}

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "revoked.h"
 #include "worker_internal.h"
 
 /* The longest the loop sleeps, so heartbeats and stop requests are seen. */
@@ -24,9 +25,16 @@ cel_worker_t *cel_worker_new(cel_app_t *app)
     if (worker == NULL)
         return NULL;
     worker->app = app;
+    /* Celery keeps up to 50000 revoked ids for 3 hours. */
+    worker->revoked = cel__revoked_new(50000, 10800);
+    if (worker->revoked == NULL) {
+        free(worker);
+        return NULL;
+    }
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     if (asprintf(&worker->nodename, "celery@%s", host) < 0) {
+        cel__revoked_free(worker->revoked);
         free(worker);
         return NULL;
     }
@@ -40,7 +48,9 @@ void cel_worker_free(cel_worker_t *worker)
     cel__eta_clear(&worker->eta);
     cel__ready_clear(&worker->ready);
     cel__ready_clear(&worker->duplicates);
+    cel__ready_clear(&worker->rate_held);
     cel__broker_free(worker->broker);
+    cel__revoked_free(worker->revoked);
     if (worker->pool != NULL) {
         worker->pool->ops->stop(worker->pool);
         worker->pool->ops->free(worker->pool);
@@ -88,8 +98,12 @@ const char *cel_worker_last_error(const cel_worker_t *worker)
     return worker->last_error;
 }
 
-void cel__ack(cel_worker_t *worker, const cel__request_t *request)
+void cel__ack(cel_worker_t *worker, cel__request_t *request)
 {
+    /* A second ack of one tag would make the broker close the channel. */
+    if (request->settled)
+        return;
+    request->settled = true;
     if (request->connection_epoch != worker->connection_epoch ||
         worker->broker == NULL)
         return;
@@ -98,9 +112,11 @@ void cel__ack(cel_worker_t *worker, const cel__request_t *request)
                  request->msg.id, cel__broker_error(worker->broker));
 }
 
-void cel__reject(cel_worker_t *worker, const cel__request_t *request,
-                 bool requeue)
+void cel__reject(cel_worker_t *worker, cel__request_t *request, bool requeue)
 {
+    if (request->settled)
+        return;
+    request->settled = true;
     if (request->connection_epoch != worker->connection_epoch ||
         worker->broker == NULL)
         return;
@@ -118,7 +134,8 @@ static int update_prefetch(cel_worker_t *worker)
 {
     int wanted = 0;
     if (worker->base_prefetch > 0) {
-        long total = (long)worker->base_prefetch + (long)worker->eta.count;
+        long total = (long)worker->base_prefetch + (long)worker->eta.count +
+                     (long)worker->rate_held.count;
         wanted = total > PREFETCH_COUNT_MAX ? PREFETCH_COUNT_MAX : (int)total;
     }
     if (wanted == worker->applied_prefetch)
@@ -191,19 +208,47 @@ static void reject_unregistered(cel_worker_t *worker, cel__request_t *request)
              msg->id, msg->task);
     cel__store_exception(worker, msg, "FAILURE", "NotRegistered",
                          "celery.exceptions", msg->task, NULL);
+    if (worker->task_events && msg->id != NULL) {
+        json_t *name = json_string(msg->task ? msg->task : "");
+        char *repr = name ? cel__pyrepr(name, 1024, false) : NULL;
+        char exception[1100];
+        snprintf(exception, sizeof exception, "NotRegistered(%s)",
+                 repr ? repr : "''");
+        cel__event_task(
+            worker, "task-failed", request,
+            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+        free(repr);
+        json_decref(name);
+    }
     cel__reject(worker, request, false);
+}
+
+void cel__revoke_request(cel_worker_t *worker, cel__request_t *request,
+                         const char *reason, int signum)
+{
+    const cel__task_message_t *msg = &request->msg;
+    if (strcmp(reason, "expired") == 0)
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Discarding expired task %s[%s] (acked): it expired at %s",
+                 msg->task, msg->id, msg->expires);
+    else
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Discarding revoked task %s[%s] (acked): %s", msg->task,
+                 msg->id, reason);
+    if (cel__stores_errors(worker, request->task))
+        cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
+                             "celery.exceptions", reason, NULL);
+    cel__event_task(worker, "task-revoked", request,
+                    json_pack("{s:b, s:o, s:b}", "terminated",
+                              strcmp(reason, "terminated") == 0, "signum",
+                              signum ? json_integer(signum) : json_null(),
+                              "expired", strcmp(reason, "expired") == 0));
+    cel__ack(worker, request);
 }
 
 void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request)
 {
-    const cel__task_message_t *msg = &request->msg;
-    cel__log(worker->app, CEL_LOG_WARNING,
-             "Discarding expired task %s[%s] (acked): it expired at %s",
-             msg->task, msg->id, msg->expires);
-    if (cel__stores_errors(worker, request->task))
-        cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
-                             "celery.exceptions", "expired", NULL);
-    cel__ack(worker, request);
+    cel__revoke_request(worker, request, "expired", 0);
 }
 
 static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
@@ -309,6 +354,12 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
         goto done;
     }
     log_received(worker, request);
+    cel__event_task_received(worker, request);
+    if (cel__revoked_contains(worker->revoked, request->msg.id,
+                              cel__monotonic())) {
+        cel__revoke_request(worker, request, "revoked", 0);
+        goto done;
+    }
     if (request->msg.eta != NULL && request->msg.eta_ts > cel__now()) {
         if (cel__eta_push(&worker->eta, request) == CEL_OK) {
             update_prefetch(worker);
@@ -341,20 +392,99 @@ static void release_due(cel_worker_t *worker)
         update_prefetch(worker);
 }
 
-/* Hands ready requests to idle pool slots, oldest first. */
+/* Takes a token from the task's rate-limit bucket (capacity 1), or
+ * returns false when none is there yet. */
+static bool take_token(cel_task_t *task, double now)
+{
+    if (task->rate_per_second <= 0)
+        return true;
+    task->rate_tokens += (now - task->rate_updated) * task->rate_per_second;
+    if (task->rate_tokens > 1)
+        task->rate_tokens = 1;
+    task->rate_updated = now;
+    if (task->rate_tokens < 1)
+        return false;
+    task->rate_tokens -= 1;
+    return true;
+}
+
+/* Seconds until the earliest rate-limited request gets a token. */
+static double rate_wait(const cel_worker_t *worker)
+{
+    double wait = -1;
+    const cel__request_queue_t *held = &worker->rate_held;
+    for (size_t i = 0; i < held->count; i++) {
+        const cel_task_t *task =
+            held->items[(held->head + i) % held->cap]->task;
+        if (task->rate_per_second <= 0)
+            return 0;
+        double until = (1 - task->rate_tokens) / task->rate_per_second -
+                       (cel__monotonic() - task->rate_updated);
+        if (until < 0)
+            until = 0;
+        if (wait < 0 || until < wait)
+            wait = until;
+    }
+    return wait;
+}
+
+/* Starts held rate-limited requests whose task has a token, in order. */
+static void dispatch_rate_held(cel_worker_t *worker)
+{
+    size_t count = worker->rate_held.count;
+    bool started = false;
+    for (size_t i = 0; i < count; i++) {
+        cel__request_t *request = cel__ready_pop(&worker->rate_held);
+        if (cel__pool_has_idle(worker->pool) && !worker->stop_requested &&
+            take_token(request->task, cel__monotonic())) {
+            cel__start(worker, request);
+            started = true;
+        } else if (cel__ready_push(&worker->rate_held, request) != CEL_OK) {
+            cel__reject(worker, request, true);
+            cel__request_free(request);
+        }
+    }
+    if (started && worker->broker != NULL)
+        update_prefetch(worker);
+}
+
+/* Hands ready requests to idle pool slots, oldest first. A rate-limited
+ * task waits in its own queue, so it never delays other tasks. */
 static void dispatch_ready(cel_worker_t *worker)
 {
+    dispatch_rate_held(worker);
+    bool held = false;
     while (worker->ready.count > 0 && cel__pool_has_idle(worker->pool) &&
-           !worker->stop_requested)
-        cel__start(worker, cel__ready_pop(&worker->ready));
+           !worker->stop_requested) {
+        cel__request_t *request = cel__ready_pop(&worker->ready);
+        if (request->task->rate_per_second > 0) {
+            if (cel__ready_push(&worker->rate_held, request) != CEL_OK) {
+                cel__reject(worker, request, true);
+                cel__request_free(request);
+            }
+            held = true;
+            continue;
+        }
+        cel__start(worker, request);
+    }
+    if (held) {
+        dispatch_rate_held(worker);
+        if (worker->broker != NULL)
+            update_prefetch(worker);
+    }
 }
 
 /* Gives every message that has not started back to the broker. */
 static void requeue_waiting(cel_worker_t *worker)
 {
-    size_t count = worker->ready.count + worker->eta.count;
+    size_t count =
+        worker->ready.count + worker->eta.count + worker->rate_held.count;
     cel__request_t *request;
     while ((request = cel__ready_pop(&worker->ready)) != NULL) {
+        cel__reject(worker, request, true);
+        cel__request_free(request);
+    }
+    while ((request = cel__ready_pop(&worker->rate_held)) != NULL) {
         cel__reject(worker, request, true);
         cel__request_free(request);
     }
@@ -389,6 +519,7 @@ static void close_session(cel_worker_t *worker)
     cel__eta_clear(&worker->eta);
     cel__ready_clear(&worker->ready);
     cel__ready_clear(&worker->duplicates);
+    cel__ready_clear(&worker->rate_held);
     cel__broker_free(worker->broker);
     worker->broker = NULL;
 }
@@ -488,6 +619,12 @@ static double next_wait(const cel_worker_t *worker)
         if (until < wait)
             wait = until > 0 ? until : 0;
     }
+    double rate = rate_wait(worker);
+    if (rate >= 0 && rate < wait)
+        wait = rate;
+    double heartbeat = worker->next_heartbeat - cel__monotonic();
+    if (worker->broker != NULL && heartbeat < wait)
+        wait = heartbeat > 0 ? heartbeat : 0;
     double deadline = worker->pool->ops->next_deadline(worker->pool);
     if (deadline > 0) {
         double until = deadline - cel__monotonic();
@@ -560,7 +697,10 @@ static int read_broker(cel_worker_t *worker)
         amqp_rpc_reply_t reply =
             amqp_consume_message(conn, &envelope, &zero, 0);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
-            handle_delivery(worker, &envelope);
+            if (envelope.channel == CEL__CONTROL_CHANNEL)
+                cel__control_handle(worker, &envelope);
+            else
+                handle_delivery(worker, &envelope);
             amqp_destroy_envelope(&envelope);
             continue;
         }
@@ -586,6 +726,7 @@ static int read_broker(cel_worker_t *worker)
 static int consume_loop(cel_worker_t *worker)
 {
     while (!worker->stop_requested) {
+        cel__event_heartbeat_if_due(worker);
         release_due(worker);
         dispatch_ready(worker);
         if (worker->stop_requested)
@@ -626,8 +767,10 @@ static void warm_shutdown(cel_worker_t *worker)
             close_session(worker);
         }
     }
-    if (worker->broker != NULL)
+    if (worker->broker != NULL) {
         cel__flush_pending_results(worker);
+        cel__event_worker(worker, "worker-offline");
+    }
     if (worker->pending_count > 0)
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Exiting with %zu results that could not be sent",
@@ -661,6 +804,8 @@ static int open_session(cel_worker_t *worker)
         status = update_prefetch(worker);
     for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
         status = cel__broker_consume(worker->broker, worker->queues[i]);
+    if (status == CEL_OK)
+        status = cel__broker_open_control(worker->broker, worker->nodename);
     if (status != CEL_OK) {
         cel__set_error(worker->last_error, "%s",
                        cel__broker_error(worker->broker));
@@ -787,6 +932,8 @@ int cel_worker_run(cel_worker_t *worker)
     int status = configure(worker);
     if (status == CEL_OK)
         status = start_pool(worker);
+    worker->started_at = cel__monotonic();
+    worker->task_events = worker->app->settings.worker_send_task_events;
     if (status != CEL_OK)
         return status;
     int attempts = 0;
@@ -805,6 +952,7 @@ int cel_worker_run(cel_worker_t *worker)
                          "Reconnected to the broker");
             announced = true;
             cel__flush_pending_results(worker);
+            cel__event_worker(worker, "worker-online");
             status = consume_loop(worker);
             if (status == CEL_OK)
                 break;

@@ -49,11 +49,19 @@ struct cel_worker {
      * message back (a lost channel, consumer_timeout) while the first run
      * went on. Each is settled when that run ends. */
     cel__request_queue_t duplicates;
+    /* Due requests of rate-limited tasks, waiting for a token. */
+    cel__request_queue_t rate_held;
     cel__pending_result_t *pending_head;
     cel__pending_result_t *pending_tail;
     size_t pending_count;
     bool consuming; /* false once a warm shutdown cancelled the consumers */
     double next_broker_call; /* monotonic; when rabbitmq-c is next called */
+
+    bool task_events;      /* -E, or the enable_events command */
+    unsigned long clock;   /* Lamport clock of events and control replies */
+    double next_heartbeat; /* monotonic time of the next worker-heartbeat */
+    double started_at;     /* monotonic time the worker started */
+    struct cel__revoked *revoked;
 
     cel__eta_heap_t eta;
     int base_prefetch;    /* concurrency x multiplier; 0 = unlimited */
@@ -101,15 +109,44 @@ void cel__ready_clear(cel__request_queue_t *queue);
 void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
                            bool requeue);
 
+/* ---- events (events.c) ---- */
+
+unsigned long cel__clock_forward(cel_worker_t *worker);
+/* Moves the clock past a value another node sent. */
+void cel__clock_adjust(cel_worker_t *worker, unsigned long other);
+/* Adds the standard fields (type, hostname, timestamp, utcoffset, pid,
+ * clock) and publishes. Takes `fields` (NULL for none). Sends nothing
+ * without a broker connection. */
+void cel__event_send(cel_worker_t *worker, const char *type, json_t *fields);
+/* A task event with `uuid`, sent only while task events are enabled.
+ * Takes `fields`. */
+void cel__event_task(cel_worker_t *worker, const char *type,
+                     const cel__request_t *request, json_t *fields);
+void cel__event_task_received(cel_worker_t *worker,
+                              const cel__request_t *request);
+/* worker-online, worker-heartbeat or worker-offline with the load fields. */
+void cel__event_worker(cel_worker_t *worker, const char *type);
+void cel__event_heartbeat_if_due(cel_worker_t *worker);
+void cel__event_wakeup_heartbeat(cel_worker_t *worker);
+
+/* ---- remote control (control.c) ---- */
+
+/* Handles one message from the node's pidbox queue. */
+void cel__control_handle(cel_worker_t *worker, amqp_envelope_t *envelope);
+
+/* Ends a request that was revoked: REVOKED stored, task-revoked sent,
+ * message acked. `reason` is "revoked", "expired" or "terminated". */
+void cel__revoke_request(cel_worker_t *worker, cel__request_t *request,
+                         const char *reason, int signum);
+
 /* Publishes the results kept while the broker was away. */
 void cel__flush_pending_results(cel_worker_t *worker);
 void cel__free_pending_results(cel_worker_t *worker);
 
 /* Settles a message on the current connection; a tag from an earlier
  * connection is dropped, because the broker has requeued it already. */
-void cel__ack(cel_worker_t *worker, const cel__request_t *request);
-void cel__reject(cel_worker_t *worker, const cel__request_t *request,
-                 bool requeue);
+void cel__ack(cel_worker_t *worker, cel__request_t *request);
+void cel__reject(cel_worker_t *worker, cel__request_t *request, bool requeue);
 
 /* Ends an expired request: REVOKED stored, message acked. */
 void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request);

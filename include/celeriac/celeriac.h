@@ -142,6 +142,11 @@ void cel_task_set_max_retries(cel_task_t *task, int max_retries);
 void cel_task_set_default_retry_delay(cel_task_t *task, double seconds);
 /* Hard and soft limits in seconds; 0 means none. */
 void cel_task_set_time_limits(cel_task_t *task, double hard, double soft);
+
+/* Limits how often the task starts, as Celery's rate_limit: "10/s",
+ * "100/m", "1000/h", or a number per second; NULL or "" removes the limit.
+ * Other tasks are never delayed by it. Returns CEL_OK or CEL_EINVAL. */
+int cel_task_set_rate_limit(cel_task_t *task, const char *rate);
 /* An opaque pointer the task body reads back with cel_context_user_data(). */
 void cel_task_set_user_data(cel_task_t *task, void *user_data);
 

@@ -490,6 +490,34 @@ int cel__broker_open_control(cel__broker_t *broker, const char *nodename)
     return check_reply(broker, "basic.consume");
 }
 
+int cel__broker_open_reply_queue(cel__broker_t *broker, const char *key)
+{
+    char queue[128];
+    snprintf(queue, sizeof queue, "%s.reply.celery.pidbox", key);
+    amqp_table_entry_t entries[] = {
+        {amqp_cstring_bytes("x-expires"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
+        {amqp_cstring_bytes("x-message-ttl"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
+    };
+    amqp_table_t arguments = {2, entries};
+    amqp_queue_declare(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), 0, 0, 0, 1, arguments);
+    int status = check_reply(broker, "queue.declare");
+    if (status != CEL_OK)
+        return status;
+    amqp_queue_bind(broker->conn, CEL__CONTROL_CHANNEL,
+                    amqp_cstring_bytes(queue),
+                    amqp_cstring_bytes("reply.celery.pidbox"),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    if ((status = check_reply(broker, "queue.bind")) != CEL_OK)
+        return status;
+    amqp_basic_consume(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 1,
+                       amqp_empty_table);
+    return check_reply(broker, "basic.consume");
+}
+
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)
 {
     amqp_basic_properties_t props;

@@ -64,6 +64,10 @@ int cel__broker_consume(cel__broker_t *broker, const char *queue);
  * consuming `<nodename>.celery.pidbox` on channel 2, without acks. */
 int cel__broker_open_control(cel__broker_t *broker, const char *nodename);
 
+/* Declares and consumes `<key>.reply.celery.pidbox`, bound to the
+ * reply.celery.pidbox exchange by `key`, for this node's own broadcasts. */
+int cel__broker_open_reply_queue(cel__broker_t *broker, const char *key);
+
 /* Cancels the consumer of one queue, if there is one. */
 int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue);
 

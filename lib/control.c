@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include "revoked.h"
 #include "worker_internal.h"
@@ -653,9 +654,70 @@ static void send_reply(cel_worker_t *worker, json_t *request, json_t *payload)
     free(body);
 }
 
+/* Merges the replies to this node's hello: other workers' revoked ids and
+ * clocks. */
+static void handle_mingle_reply(cel_worker_t *worker, json_t *reply)
+{
+    const char *node;
+    json_t *payload;
+    json_object_foreach(reply, node, payload) {
+        if (strcmp(node, worker->nodename) == 0 || !json_is_object(payload))
+            continue;
+        json_t *clock = json_object_get(payload, "clock");
+        if (json_is_integer(clock))
+            cel__clock_adjust(worker, (unsigned long)json_integer_value(clock));
+        json_t *revoked = json_object_get(payload, "revoked");
+        if (json_is_object(revoked))
+            cel__revoked_merge(worker->revoked, revoked, cel__monotonic());
+        worker->mingle_replies++;
+    }
+}
+
+int cel__control_mingle(cel_worker_t *worker, const char *reply_key)
+{
+    char ticket[37];
+    uuid_t raw;
+    uuid_generate(raw);
+    uuid_unparse_lower(raw, ticket);
+    json_t *request = json_pack(
+        "{s:s, s:{s:s, s:o}, s:n, s:n, s:n, s:s, s:{s:s, s:s}}", "method",
+        "hello", "arguments", "from_node", worker->nodename, "revoked",
+        cel__revoked_dump(worker->revoked, cel__monotonic()), "destination",
+        "pattern", "matcher", "ticket", ticket, "reply_to", "exchange",
+        "reply.celery.pidbox", "routing_key", reply_key);
+    char *body = request ? json_dumps(request, JSON_COMPACT) : NULL;
+    json_decref(request);
+    if (body == NULL)
+        return CEL_ENOMEM;
+    json_t *headers =
+        json_pack("{s:I, s:f}", "clock", (json_int_t)cel__clock_forward(worker),
+                  "expires", cel__now() + 1.0);
+    cel__publish_t msg = {
+        .exchange = "celery.pidbox",
+        .routing_key = "",
+        .delivery_mode = 1,
+        .priority = -1,
+        .headers = headers,
+        .body = body,
+        .body_len = strlen(body),
+    };
+    int status = cel__broker_publish(worker->broker, &msg);
+    json_decref(headers);
+    free(body);
+    return status;
+}
+
 void cel__control_handle(cel_worker_t *worker, amqp_envelope_t *envelope)
 {
     const amqp_bytes_t *body = &envelope->message.body;
+    if (envelope->exchange.len == 19 &&
+        memcmp(envelope->exchange.bytes, "reply.celery.pidbox", 19) == 0) {
+        json_t *reply = json_loadb(body->bytes, body->len, 0, NULL);
+        if (json_is_object(reply))
+            handle_mingle_reply(worker, reply);
+        json_decref(reply);
+        return;
+    }
     json_error_t error;
     json_t *request = json_loadb(body->bytes, body->len, 0, &error);
     const char *method = json_string_value(json_object_get(request, "method"));

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include "revoked.h"
 #include "worker_internal.h"
@@ -31,6 +32,7 @@ cel_worker_t *cel_worker_new(cel_app_t *app)
         free(worker);
         return NULL;
     }
+    worker->mingle = true;
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     if (asprintf(&worker->nodename, "celery@%s", host) < 0) {
@@ -71,6 +73,11 @@ int cel_worker_set_nodename(cel_worker_t *worker, const char *nodename)
     free(worker->nodename);
     worker->nodename = copy;
     return CEL_OK;
+}
+
+void cel_worker_set_mingle(cel_worker_t *worker, bool enabled)
+{
+    worker->mingle = enabled;
 }
 
 int cel_worker_add_queue(cel_worker_t *worker, const char *queue)
@@ -777,6 +784,37 @@ static void warm_shutdown(cel_worker_t *worker)
                  worker->pending_count);
 }
 
+/* Asks the other workers for their revoked ids, as Celery's mingle does,
+ * and waits a second for replies before tasks are consumed. */
+static void mingle(cel_worker_t *worker)
+{
+    worker->mingled = true;
+    char key[37];
+    uuid_t raw;
+    uuid_generate(raw);
+    uuid_unparse_lower(raw, key);
+    cel__log(worker->app, CEL_LOG_INFO, "mingle: searching for neighbors");
+    if (cel__broker_open_reply_queue(worker->broker, key) != CEL_OK ||
+        cel__control_mingle(worker, key) != CEL_OK) {
+        cel__log(worker->app, CEL_LOG_WARNING, "mingle: cannot ask: %s",
+                 cel__broker_error(worker->broker));
+        return;
+    }
+    double end = cel__monotonic() + 1.0;
+    while (worker->broker != NULL && cel__monotonic() < end) {
+        wait_for_input(worker, fmin(0.1, end - cel__monotonic()));
+        if (read_broker(worker) != CEL_OK)
+            return;
+    }
+    if (worker->mingle_replies == 0)
+        cel__log(worker->app, CEL_LOG_INFO, "mingle: all alone");
+    else
+        cel__log(worker->app, CEL_LOG_INFO,
+                 "mingle: sync with %lu nodes, %zu revoked ids",
+                 worker->mingle_replies,
+                 cel__revoked_count(worker->revoked, cel__monotonic()));
+}
+
 /* Connects, declares every queue, sets QoS and starts the consumers. */
 static int open_session(cel_worker_t *worker)
 {
@@ -802,10 +840,12 @@ static int open_session(cel_worker_t *worker)
     }
     if (status == CEL_OK)
         status = update_prefetch(worker);
-    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
-        status = cel__broker_consume(worker->broker, worker->queues[i]);
     if (status == CEL_OK)
         status = cel__broker_open_control(worker->broker, worker->nodename);
+    if (status == CEL_OK && worker->mingle && !worker->mingled)
+        mingle(worker);
+    for (size_t i = 0; i < worker->queue_count && status == CEL_OK; i++)
+        status = cel__broker_consume(worker->broker, worker->queues[i]);
     if (status != CEL_OK) {
         cel__set_error(worker->last_error, "%s",
                        cel__broker_error(worker->broker));

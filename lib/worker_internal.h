@@ -62,6 +62,9 @@ struct cel_worker {
     double next_heartbeat; /* monotonic time of the next worker-heartbeat */
     double started_at;     /* monotonic time the worker started */
     struct cel__revoked *revoked;
+    bool mingle;  /* ask neighbours at startup */
+    bool mingled; /* done once */
+    unsigned long mingle_replies;
 
     cel__eta_heap_t eta;
     int base_prefetch;    /* concurrency x multiplier; 0 = unlimited */
@@ -130,6 +133,10 @@ void cel__event_heartbeat_if_due(cel_worker_t *worker);
 void cel__event_wakeup_heartbeat(cel_worker_t *worker);
 
 /* ---- remote control (control.c) ---- */
+
+/* Broadcasts hello with this node's revoked ids; replies arrive on the
+ * reply queue bound by `reply_key` and are merged as they come. */
+int cel__control_mingle(cel_worker_t *worker, const char *reply_key);
 
 /* Handles one message from the node's pidbox queue. */
 void cel__control_handle(cel_worker_t *worker, amqp_envelope_t *envelope);

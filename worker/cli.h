@@ -24,6 +24,7 @@ typedef struct cli_options {
     const char *config_file;
     const char *pidfile;
     bool task_events;
+    bool without_mingle;
 } cli_options_t;
 
 /* Parses `celeriac worker` arguments (argv[0] is "worker"). Returns 0, 1

@@ -232,6 +232,8 @@ static int run_worker(int argc, char **argv)
         cel_worker_set_nodename(worker, nodename) != CEL_OK ||
         add_queues(worker, options.queues) != 0)
         goto out;
+    if (options.without_mingle)
+        cel_worker_set_mingle(worker, false);
     if (options.pidfile && write_pidfile(options.pidfile) != 0)
         goto out;
 

@@ -12,6 +12,7 @@ enum {
     OPT_PIDFILE,
     OPT_TIME_LIMIT,
     OPT_SOFT_TIME_LIMIT,
+    OPT_WITHOUT_MINGLE,
     OPT_IGNORED,
 };
 
@@ -39,6 +40,8 @@ static const char USAGE[] =
     "                              task_soft_time_limit: soft limit per task\n"
     "      --config FILE           settings file of `name = value` lines\n"
     "      --pidfile FILE          write the process id to FILE\n"
+    "      --without-mingle        do not ask other workers for revoked ids\n"
+    "                              at startup\n"
     "  -h, --help                  show this help\n"
     "  -V, --version               show the version\n"
     "\n"
@@ -61,7 +64,7 @@ static const struct option LONG_OPTIONS[] = {
     {"time-limit", required_argument, NULL, OPT_TIME_LIMIT},
     {"soft-time-limit", required_argument, NULL, OPT_SOFT_TIME_LIMIT},
     /* Accepted so a `celery worker` command line works unchanged. */
-    {"without-mingle", no_argument, NULL, OPT_IGNORED},
+    {"without-mingle", no_argument, NULL, OPT_WITHOUT_MINGLE},
     {"without-gossip", no_argument, NULL, OPT_IGNORED},
     {"without-heartbeat", no_argument, NULL, OPT_IGNORED},
     {"help", no_argument, NULL, 'h'},
@@ -118,6 +121,9 @@ static int take_option(int code, cli_options_t *options)
         return 0;
     case OPT_PIDFILE:
         options->pidfile = optarg;
+        return 0;
+    case OPT_WITHOUT_MINGLE:
+        options->without_mingle = true;
         return 0;
     case OPT_IGNORED:
         return 0;

@@ -205,6 +205,10 @@ int cel_worker_set_nodename(cel_worker_t *worker, const char *nodename);
 /* Adds a queue to consume from; without any, task_default_queue is used. */
 int cel_worker_add_queue(cel_worker_t *worker, const char *queue);
 
+/* Whether the worker asks other workers for their revoked task ids when
+ * it starts, as Celery's mingle does (on by default). */
+void cel_worker_set_mingle(cel_worker_t *worker, bool enabled);
+
 /*
  * Connects, declares the queues and runs tasks until cel_worker_stop() is
  * called. A lost broker connection is retried as broker_connection_retry

@@ -82,7 +82,8 @@ class WorkerProcess:
     """
 
     def __init__(self, kind, queue, node_base, log_path, env=None, extra_args=(),
-                 pool_args=DEFAULT_POOL_ARGS, new_session=False, broker_url=BROKER_URL):
+                 pool_args=DEFAULT_POOL_ARGS, new_session=False, broker_url=BROKER_URL,
+                 send_heartbeats=False):
         self.kind = kind
         self.queue = queue
         self.node_name = f"{node_base}@%h"
@@ -97,6 +98,10 @@ class WorkerProcess:
         # process group, which tests can signal like a service manager does.
         self.new_session = new_session
         self.broker_url = broker_url
+        # The Python twin runs with --without-heartbeat unless this is set, so
+        # it sends no worker-online, worker-heartbeat or worker-offline events.
+        # The C worker ignores it.
+        self.send_heartbeats = send_heartbeats
         self.process = None
         self.exit_code = None
         self.stopped = False
@@ -105,12 +110,13 @@ class WorkerProcess:
 
     def command(self):
         if self.kind == "python":
+            heartbeat_args = [] if self.send_heartbeats else ["--without-heartbeat"]
             return [
                 PYTHON, "-m", "celery", "-A", "pytasks",
                 "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
                 "worker", "-Q", self.queue, *self.pool_args,
                 "-n", self.node_name, "-l", "info",
-                "--without-mingle", "--without-gossip", "--without-heartbeat",
+                "--without-mingle", "--without-gossip", *heartbeat_args,
                 *self.extra_args,
             ]
         return [
@@ -583,6 +589,88 @@ class ReplyQueue:
             f"no {'/'.join(states)} result for task {task_id} on {self.name} within "
             f"{timeout} s; received: {seen!r}"
         )
+
+    def close(self):
+        self.connection.close()
+
+
+class EventQueue:
+    """A private queue bound to the ``celeryev`` topic exchange with ``#``.
+
+    It receives the events of every worker on the broker, so the readers
+    filter by the ``hostname`` field. Messages are read with basic.get, which
+    keeps each event's routing key and headers for the tests to check. A
+    message body is one event or, from a Python prefork worker, a list of them.
+    """
+
+    EXCHANGE = "celeryev"
+
+    def __init__(self):
+        self.name = unique_name("interop-events")
+        self.connection = amqp_connection()
+        self.channel = self.connection.channel()
+        # Celery declares the exchange this way; declaring it again is a no-op.
+        self.channel.exchange_declare(self.EXCHANGE, "topic", durable=True,
+                                      auto_delete=False)
+        self.channel.queue_declare(self.name, durable=False, exclusive=True,
+                                   auto_delete=True)
+        self.channel.queue_bind(self.name, self.EXCHANGE, "#")
+        # (event, message) pairs in arrival order, for all hostnames.
+        self.received = []
+
+    def poll(self):
+        """Read the queued messages into ``received`` and return how many events came."""
+        count = 0
+        while True:
+            message = self.channel.basic_get(self.name, no_ack=True)
+            if message is None:
+                return count
+            body = json.loads(message.body)
+            for event in body if isinstance(body, list) else [body]:
+                self.received.append((event, message))
+                count += 1
+
+    def events(self, hostname, event_type=None):
+        """Return the events received so far from ``hostname``, of ``event_type`` if given."""
+        self.poll()
+        return [
+            event for event, _ in self.received
+            if event.get("hostname") == hostname
+            and (event_type is None or event.get("type") == event_type)
+        ]
+
+    def messages(self, hostname):
+        """Return ``(event, message)`` pairs received so far from ``hostname``."""
+        self.poll()
+        return [(event, message) for event, message in self.received
+                if event.get("hostname") == hostname]
+
+    def wait_for(self, hostname, predicate, timeout=RESULT_TIMEOUT, count=1):
+        """Return the first ``count`` events from ``hostname`` that match ``predicate``.
+
+        Raises TimeoutError, listing the event types seen, if fewer arrive
+        within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            matches = [event for event in self.events(hostname) if predicate(event)]
+            if len(matches) >= count:
+                return matches[:count]
+            if time.monotonic() >= deadline:
+                seen = [event.get("type") for event in self.events(hostname)]
+                raise TimeoutError(
+                    f"{len(matches)} of {count} matching events from {hostname} within "
+                    f"{timeout} s; event types seen: {seen}"
+                )
+            time.sleep(0.05)
+
+    def wait_for_task(self, hostname, event_type, task_id, timeout=RESULT_TIMEOUT):
+        """Return the ``event_type`` event for ``task_id`` from ``hostname``."""
+        return self.wait_for(
+            hostname,
+            lambda event: event.get("type") == event_type and event.get("uuid") == task_id,
+            timeout=timeout,
+        )[0]
 
     def close(self):
         self.connection.close()

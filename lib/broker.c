@@ -11,12 +11,14 @@
 #define FRAME_MAX 131072
 
 #define CONSUMERS_MAX       64
+#define TRIAL_CHANNEL       3
 #define RPC_TIMEOUT_SECONDS 10
 
 struct cel__broker {
     amqp_connection_state_t conn;
     bool open;
     bool channel_closed;   /* the broker closed the channel */
+    int rpc_channel;       /* the channel of the RPC being checked */
     bool per_consumer_qos; /* a consumed queue refuses global QoS */
     char *consumer_tags[CONSUMERS_MAX];
     char *consumer_queues[CONSUMERS_MAX];
@@ -64,7 +66,7 @@ static int reply_error(cel__broker_t *broker, amqp_rpc_reply_t reply,
             amqp_channel_close_t *close = reply.reply.decoded;
             code = close->reply_code;
             text = close->reply_text;
-            amqp_send_method(broker->conn, CHANNEL,
+            amqp_send_method(broker->conn, broker->rpc_channel,
                              AMQP_CHANNEL_CLOSE_OK_METHOD,
                              &(amqp_channel_close_ok_t){0});
         }
@@ -237,6 +239,7 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
     if ((status = reply_error(broker, login, "login")) != CEL_OK)
         goto fail;
     broker->open = true;
+    broker->rpc_channel = CHANNEL;
     amqp_channel_open(broker->conn, CHANNEL);
     if ((status = check_reply(broker, "channel.open")) != CEL_OK)
         goto fail;
@@ -295,7 +298,7 @@ void cel__broker_free(cel__broker_t *broker)
 /* Declares the queue Celery's way. A queue that exists with other
  * arguments, such as a quorum queue, makes the broker close the channel
  * with PRECONDITION_FAILED; it is then consumed as it is. */
-static int declare_queue(cel__broker_t *broker, const char *queue,
+static int declare_queue(cel__broker_t *broker, int channel, const char *queue,
                          int max_priority, bool *existing)
 {
     amqp_bytes_t name = amqp_cstring_bytes(queue);
@@ -306,7 +309,7 @@ static int declare_queue(cel__broker_t *broker, const char *queue,
     if (max_priority > 0)
         arguments = (amqp_table_t){1, &priority_entry};
     *existing = false;
-    amqp_queue_declare(broker->conn, CHANNEL, name, 0, 1, 0, 0, arguments);
+    amqp_queue_declare(broker->conn, channel, name, 0, 1, 0, 0, arguments);
     amqp_rpc_reply_t reply = amqp_get_rpc_reply(broker->conn);
     bool precondition =
         reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
@@ -319,10 +322,10 @@ static int declare_queue(cel__broker_t *broker, const char *queue,
 
     char first_error[CEL__ERROR_LEN];
     snprintf(first_error, sizeof first_error, "%s", broker->error);
-    amqp_channel_open(broker->conn, CHANNEL);
+    amqp_channel_open(broker->conn, channel);
     if ((status = check_reply(broker, "channel.open")) != CEL_OK)
         return status;
-    amqp_queue_declare(broker->conn, CHANNEL, name, 1, 1, 0, 0,
+    amqp_queue_declare(broker->conn, channel, name, 1, 1, 0, 0,
                        amqp_empty_table);
     if (check_reply(broker, "queue.declare passive") != CEL_OK) {
         snprintf(broker->error, sizeof broker->error, "%s", first_error);
@@ -334,21 +337,53 @@ static int declare_queue(cel__broker_t *broker, const char *queue,
     return CEL_OK;
 }
 
-int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
-                                   int max_priority, bool *existing)
+static int declare_task_queue_on(cel__broker_t *broker, int channel,
+                                 const char *queue, int max_priority,
+                                 bool *existing)
 {
     amqp_bytes_t name = amqp_cstring_bytes(queue);
-    amqp_exchange_declare(broker->conn, CHANNEL, name,
+    amqp_exchange_declare(broker->conn, channel, name,
                           amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                           amqp_empty_table);
     int status = check_reply(broker, "exchange.declare");
     if (status != CEL_OK)
         return status;
-    if ((status = declare_queue(broker, queue, max_priority, existing)) !=
-        CEL_OK)
+    if ((status = declare_queue(broker, channel, queue, max_priority,
+                                existing)) != CEL_OK)
         return status;
-    amqp_queue_bind(broker->conn, CHANNEL, name, name, name, amqp_empty_table);
+    amqp_queue_bind(broker->conn, channel, name, name, name, amqp_empty_table);
     return check_reply(broker, "queue.bind");
+}
+
+int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
+                                   int max_priority, bool *existing)
+{
+    return declare_task_queue_on(broker, CHANNEL, queue, max_priority,
+                                 existing);
+}
+
+int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
+                            int max_priority)
+{
+    /* The broker closes the channel of a declare it refuses, so a queue
+     * named at run time is tried on a channel of its own first. */
+    amqp_channel_open(broker->conn, TRIAL_CHANNEL);
+    broker->rpc_channel = TRIAL_CHANNEL;
+    int status = check_reply(broker, "channel.open");
+    bool existing = false;
+    if (status == CEL_OK)
+        status = declare_task_queue_on(broker, TRIAL_CHANNEL, queue,
+                                       max_priority, &existing);
+    char error[CEL__ERROR_LEN];
+    snprintf(error, sizeof error, "%s", broker->error);
+    if (status == CEL_OK ||
+        strstr(error, "broker closed the channel") == NULL) {
+        amqp_channel_close(broker->conn, TRIAL_CHANNEL, AMQP_REPLY_SUCCESS);
+        amqp_get_rpc_reply(broker->conn);
+    }
+    broker->rpc_channel = CHANNEL;
+    snprintf(broker->error, sizeof broker->error, "%s", error);
+    return status;
 }
 
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count)
@@ -441,7 +476,17 @@ static int write_status(cel__broker_t *broker, int rc, const char *what)
 /* Declares the exchanges and the node's pidbox queue of Celery's remote
  * control and event entities, and consumes the pidbox on its own channel
  * without acks, as kombu's Mailbox does. */
+static int open_control_entities(cel__broker_t *broker, const char *nodename);
+
 int cel__broker_open_control(cel__broker_t *broker, const char *nodename)
+{
+    broker->rpc_channel = CEL__CONTROL_CHANNEL;
+    int status = open_control_entities(broker, nodename);
+    broker->rpc_channel = CHANNEL;
+    return status;
+}
+
+static int open_control_entities(cel__broker_t *broker, const char *nodename)
 {
     amqp_channel_open(broker->conn, CEL__CONTROL_CHANNEL);
     int status = check_reply(broker, "channel.open");
@@ -490,7 +535,17 @@ int cel__broker_open_control(cel__broker_t *broker, const char *nodename)
     return check_reply(broker, "basic.consume");
 }
 
+static int open_reply_entities(cel__broker_t *broker, const char *key);
+
 int cel__broker_open_reply_queue(cel__broker_t *broker, const char *key)
+{
+    broker->rpc_channel = CEL__CONTROL_CHANNEL;
+    int status = open_reply_entities(broker, key);
+    broker->rpc_channel = CHANNEL;
+    return status;
+}
+
+static int open_reply_entities(cel__broker_t *broker, const char *key)
 {
     char queue[128];
     snprintf(queue, sizeof queue, "%s.reply.celery.pidbox", key);

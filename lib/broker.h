@@ -68,6 +68,12 @@ int cel__broker_open_control(cel__broker_t *broker, const char *nodename);
  * reply.celery.pidbox exchange by `key`, for this node's own broadcasts. */
 int cel__broker_open_reply_queue(cel__broker_t *broker, const char *key);
 
+/* Declares a task queue on a channel of its own and closes it, so a queue
+ * the broker refuses (ACCESS_REFUSED, RESOURCE_LOCKED) costs no consumer.
+ * Returns CEL_OK when the queue can be consumed. */
+int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
+                            int max_priority);
+
 /* Cancels the consumer of one queue, if there is one. */
 int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue);
 

@@ -223,7 +223,8 @@ static json_t *cmd_revoked(cel_worker_t *worker, json_t *arguments)
 }
 
 /* Reports each requested id the worker holds as active (running) or
- * reserved (prefetched or scheduled), with its task info. */
+ * reserved (prefetched and due), with its task info. Scheduled tasks are
+ * left out, as Celery leaves them out. */
 static json_t *cmd_query_task(cel_worker_t *worker, json_t *arguments)
 {
     json_t *ids = json_object_get(arguments, "ids");
@@ -251,14 +252,6 @@ static json_t *cmd_query_task(cel_worker_t *worker, json_t *arguments)
         for (size_t i = 0; i < ready->count; i++) {
             const cel__request_t *request =
                 ready->items[(ready->head + i) % ready->cap];
-            if (strcmp(request->msg.id, text) == 0)
-                json_object_set_new(
-                    out, text,
-                    json_pack("[s, o]", "reserved",
-                              task_info(worker, request, false)));
-        }
-        for (size_t i = 0; i < worker->eta.count; i++) {
-            const cel__request_t *request = worker->eta.items[i];
             if (strcmp(request->msg.id, text) == 0)
                 json_object_set_new(
                     out, text,
@@ -294,13 +287,23 @@ static json_t *cmd_active_queues(cel_worker_t *worker, json_t *arguments)
 
 /* ---- control commands --------------------------------------------------- */
 
+/* Reads a signal as Celery's signum() does: a number, or an upper-case
+ * name with or without "SIG"; SIGTERM when absent. Returns -1 when it is
+ * not a signal. */
 static int signal_number(json_t *value)
 {
-    if (json_is_integer(value))
-        return (int)json_integer_value(value);
-    const char *name = json_string_value(value);
-    if (name == NULL)
+    if (value == NULL || json_is_null(value))
         return SIGTERM;
+    if (json_is_integer(value)) {
+        json_int_t number = json_integer_value(value);
+        return number > 0 && number < NSIG ? (int)number : -1;
+    }
+    const char *name = json_string_value(value);
+    if (name == NULL || name[0] < 'A' || name[0] > 'Z')
+        return -1;
+    for (const char *c = name; *c; c++)
+        if ((*c < 'A' || *c > 'Z') && (*c < '0' || *c > '9'))
+            return -1;
     if (strncmp(name, "SIG", 3) == 0)
         name += 3;
     for (int signum = 1; signum < NSIG; signum++) {
@@ -308,7 +311,7 @@ static int signal_number(json_t *value)
         if (abbrev != NULL && strcmp(abbrev, name) == 0)
             return signum;
     }
-    return SIGTERM;
+    return -1;
 }
 
 static json_t *revoke_ids(cel_worker_t *worker, json_t *arguments,
@@ -321,6 +324,26 @@ static json_t *revoke_ids(cel_worker_t *worker, json_t *arguments,
     terminate =
         terminate || json_is_true(json_object_get(arguments, "terminate"));
     int signum = signal_number(json_object_get(arguments, "signal"));
+    size_t valid = 0;
+    size_t position;
+    json_t *item;
+    json_array_foreach(list, position, item) {
+        if (json_is_string(item))
+            valid++;
+    }
+    const char *refusal = NULL;
+    if (valid == 0)
+        refusal = "task_id must be a task id or a list of task ids";
+    else if (terminate && signum < 0)
+        refusal = "invalid signal: expected a number or an upper-case "
+                  "signal name such as SIGKILL";
+    else if (terminate && strcmp(worker->pool->name, "prefork") != 0)
+        refusal = "terminate needs the prefork pool: the threads and solo "
+                  "pools cannot stop a running task";
+    if (refusal != NULL) {
+        json_decref(list);
+        return nok(refusal);
+    }
     char text[1024] = "";
     char terminated[1024] = "";
     size_t index;
@@ -402,8 +425,8 @@ static json_t *cmd_rate_limit(cel_worker_t *worker, json_t *arguments)
     task->rate_tokens = rate > 0 ? 1 : 0;
     task->rate_updated = cel__monotonic();
     cel__log(worker->app, CEL_LOG_INFO,
-             "New rate limit for tasks of type %s: %s", task->name,
-             text ? text : "(number)");
+             "New rate limit for tasks of type %s: %g per second", task->name,
+             rate);
     return ok(rate > 0 ? "new rate limit set successfully"
                        : "rate limit disabled successfully");
 }
@@ -425,27 +448,35 @@ static json_t *cmd_add_consumer(cel_worker_t *worker, json_t *arguments)
     const char *queue = json_string_value(json_object_get(arguments, "queue"));
     if (queue == NULL || queue[0] == '\0' || strlen(queue) > 255)
         return nok("invalid queue name");
-    char reply[300];
+    char reply[512];
     for (size_t i = 0; i < worker->queue_count; i++)
         if (strcmp(worker->queues[i], queue) == 0) {
             snprintf(reply, sizeof reply, "already consuming from %s", queue);
             return ok(reply);
         }
+    if (worker->broker == NULL)
+        return nok("not connected to the broker");
+    int priority = worker->app->settings.task_queue_max_priority;
+    if (cel__broker_try_declare(worker->broker, queue, priority) != CEL_OK) {
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "add_consumer %.255s rejected: %s", queue,
+                 cel__broker_error(worker->broker));
+        snprintf(reply, sizeof reply, "cannot consume from %.200s: %.90s",
+                 queue, cel__broker_error(worker->broker));
+        return nok(reply);
+    }
+    bool existing = false;
+    int status = cel__broker_declare_task_queue(worker->broker, queue, priority,
+                                                &existing);
+    if (status == CEL_OK)
+        status = cel__broker_consume(worker->broker, queue);
+    if (status != CEL_OK) {
+        cel__log(worker->app, CEL_LOG_ERROR, "Cannot consume from %s: %s",
+                 queue, cel__broker_error(worker->broker));
+        return nok("cannot consume from the queue");
+    }
     if (cel_worker_add_queue(worker, queue) != CEL_OK)
         return nok("out of memory");
-    if (worker->broker != NULL) {
-        bool existing = false;
-        int status = cel__broker_declare_task_queue(
-            worker->broker, queue,
-            worker->app->settings.task_queue_max_priority, &existing);
-        if (status == CEL_OK)
-            status = cel__broker_consume(worker->broker, queue);
-        if (status != CEL_OK) {
-            /* The next connection declares and consumes it again. */
-            cel__log(worker->app, CEL_LOG_ERROR, "Cannot consume from %s: %s",
-                     queue, cel__broker_error(worker->broker));
-        }
-    }
     cel__log(worker->app, CEL_LOG_INFO, "Started consuming from %s", queue);
     snprintf(reply, sizeof reply, "add consumer %s", queue);
     return ok(reply);
@@ -471,7 +502,7 @@ static json_t *cmd_cancel_consumer(cel_worker_t *worker, json_t *arguments)
         break;
     }
     cel__log(worker->app, CEL_LOG_INFO, "No longer consuming from %s", queue);
-    char reply[300];
+    char reply[512];
     snprintf(reply, sizeof reply, "no longer consuming from %.255s", queue);
     return ok(reply);
 }
@@ -599,6 +630,11 @@ static bool addressed_to_me(const cel_worker_t *worker, json_t *request)
     json_t *destination = json_object_get(request, "destination");
     const char *pattern =
         json_string_value(json_object_get(request, "pattern"));
+    /* Anything but null or a list names nobody, so a malformed request is
+     * never taken as a broadcast. */
+    if (destination != NULL && !json_is_null(destination) &&
+        !json_is_array(destination))
+        return false;
     if (json_array_size(destination) > 0) {
         size_t index;
         json_t *name;
@@ -629,6 +665,15 @@ static void send_reply(cel_worker_t *worker, json_t *request, json_t *payload)
     const char *ticket = json_string_value(json_object_get(request, "ticket"));
     if (exchange == NULL || routing_key == NULL || worker->broker == NULL)
         return;
+    /* Publishing to a missing exchange would close the channel, so replies
+     * only go to the one the worker declared. */
+    if (strcmp(exchange, "reply.celery.pidbox") != 0) {
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Not replying to a control request: reply exchange "
+                 "'%.100s' is not reply.celery.pidbox",
+                 exchange);
+        return;
+    }
     json_t *body_object = json_object();
     json_object_set(body_object, worker->nodename,
                     payload ? payload : json_null());
@@ -725,7 +770,12 @@ void cel__control_handle(cel_worker_t *worker, amqp_envelope_t *envelope)
         cel__log(worker->app, CEL_LOG_WARNING,
                  "Dropping a remote-control message that is not a command: "
                  "%s",
-                 request ? "no method" : error.text);
+                 request ? "method missing or not a string" : error.text);
+        if (json_is_object(request) && addressed_to_me(worker, request)) {
+            json_t *payload = nok("TypeError('method must be a string')");
+            send_reply(worker, request, payload);
+            json_decref(payload);
+        }
         json_decref(request);
         return;
     }

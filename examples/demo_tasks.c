@@ -171,8 +171,10 @@ static json_t *sleep_task(cel_context_t *ctx, json_t *args, json_t *kwargs)
     double end = monotonic_seconds() + seconds;
     for (;;) {
         if (cel_context_soft_time_limit_exceeded(ctx))
+            /* A NULL message gives exc_message [], so the client raises
+             * SoftTimeLimitExceeded() as Celery's worker sends it. */
             return cel_fail(ctx, "SoftTimeLimitExceeded", "billiard.exceptions",
-                            "%s", "");
+                            NULL);
         double left = end - monotonic_seconds();
         if (left <= 0)
             break;

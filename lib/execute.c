@@ -425,8 +425,16 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
         cel__request_free(request);
         return;
     }
-    if (!acks_late(worker, request->task))
-        cel__ack(worker, request);
+    if (!acks_late(worker, request->task) && !cel__ack(worker, request)) {
+        /* The connection is gone, so the broker delivers the message again;
+         * running it here too would run it twice. */
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Not starting task %s[%s]: its ack could not be sent, so "
+                 "the broker will deliver it again",
+                 request->msg.task, request->msg.id);
+        cel__request_free(request);
+        return;
+    }
     worker->processed++;
     request->task->accepted++;
     request->time_start = cel__now();

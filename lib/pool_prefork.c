@@ -30,6 +30,8 @@ typedef struct child {
     cel__request_t *request; /* set while the child runs a task */
     double hard;             /* seconds; 0 = none */
     double deadline;         /* monotonic; 0 = none */
+    double respawn_at;       /* monotonic; when a slot without a process
+                                gets one again */
     char *buf;               /* bytes received, not yet a whole frame */
     size_t len;
     size_t cap;
@@ -39,7 +41,13 @@ typedef struct prefork_pool {
     cel__pool_t base;
     child_t *children;
     pid_t parent_pid;
+    double last_loss; /* monotonic time a child last died */
+    int loss_streak;  /* children lost less than a second apart */
 } prefork_pool_t;
+
+/* Children that die in quick succession (a task that crashes each time it
+ * is requeued) are replaced after a growing delay, up to this long. */
+#define RESPAWN_DELAY_MAX 1.0
 
 /* ---- framing ------------------------------------------------------------ */
 
@@ -348,14 +356,32 @@ static int reap(child_t *child)
     return status;
 }
 
-/* Replaces the process of a slot; a slot that cannot fork counts as busy
- * until a later call succeeds. */
+/* Replaces the process of a slot; a slot that cannot fork, or waits out
+ * the respawn delay, counts as busy until a later call succeeds. */
 static void replace(prefork_pool_t *pool, int index)
 {
+    double now = cel__monotonic();
+    pool->loss_streak = now - pool->last_loss < 1.0 ? pool->loss_streak + 1 : 0;
+    pool->last_loss = now;
+    if (pool->loss_streak > 0) {
+        int exponent = pool->loss_streak < 10 ? pool->loss_streak : 10;
+        double delay = 0.01 * (double)(1 << exponent);
+        if (delay > RESPAWN_DELAY_MAX)
+            delay = RESPAWN_DELAY_MAX;
+        if (pool->loss_streak == 1)
+            cel__log(pool->base.app, CEL_LOG_WARNING,
+                     "Pool processes exit in quick succession; each is "
+                     "replaced after a delay of up to %gs",
+                     RESPAWN_DELAY_MAX);
+        pool->children[index].respawn_at = now + delay;
+        pool->base.busy++;
+        return;
+    }
     if (spawn(pool, index) != CEL_OK) {
         cel__log(pool->base.app, CEL_LOG_ERROR,
                  "Cannot start a pool process: %s; trying again shortly",
                  strerror(errno));
+        pool->children[index].respawn_at = now + 0.1;
         pool->base.busy++;
     }
 }
@@ -527,8 +553,8 @@ static void prefork_process(cel__pool_t *base, const struct pollfd *fds,
     for (int i = 0; i < base->size; i++) {
         child_t *child = &pool->children[i];
         if (child->pid < 0) {
-            /* A slot whose fork failed earlier. */
-            if (spawn(pool, i) == CEL_OK)
+            /* A slot whose fork failed or that waits out its delay. */
+            if (now >= child->respawn_at && spawn(pool, i) == CEL_OK)
                 base->busy--;
             continue;
         }
@@ -547,8 +573,9 @@ static double prefork_next_deadline(const cel__pool_t *base)
     const prefork_pool_t *pool = (const prefork_pool_t *)base;
     double next = 0;
     for (int i = 0; i < base->size; i++) {
-        double deadline = pool->children[i].deadline;
-        if (pool->children[i].request != NULL && deadline > 0 &&
+        const child_t *child = &pool->children[i];
+        double deadline = child->pid < 0 ? child->respawn_at : child->deadline;
+        if ((child->pid < 0 || child->request != NULL) && deadline > 0 &&
             (next == 0 || deadline < next))
             next = deadline;
     }

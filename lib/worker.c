@@ -105,18 +105,21 @@ const char *cel_worker_last_error(const cel_worker_t *worker)
     return worker->last_error;
 }
 
-void cel__ack(cel_worker_t *worker, cel__request_t *request)
+bool cel__ack(cel_worker_t *worker, cel__request_t *request)
 {
     /* A second ack of one tag would make the broker close the channel. */
     if (request->settled)
-        return;
+        return true;
     request->settled = true;
     if (request->connection_epoch != worker->connection_epoch ||
         worker->broker == NULL)
-        return;
-    if (cel__broker_ack(worker->broker, request->delivery_tag) != CEL_OK)
+        return false;
+    if (cel__broker_ack(worker->broker, request->delivery_tag) != CEL_OK) {
         cel__log(worker->app, CEL_LOG_ERROR, "Cannot ack task %s: %s",
                  request->msg.id, cel__broker_error(worker->broker));
+        return false;
+    }
+    return true;
 }
 
 void cel__reject(cel_worker_t *worker, cel__request_t *request, bool requeue)

@@ -152,7 +152,9 @@ void cel__free_pending_results(cel_worker_t *worker);
 
 /* Settles a message on the current connection; a tag from an earlier
  * connection is dropped, because the broker has requeued it already. */
-void cel__ack(cel_worker_t *worker, cel__request_t *request);
+/* Returns false when the ack could not be sent: the message goes back to
+ * its queue when the connection closes. */
+bool cel__ack(cel_worker_t *worker, cel__request_t *request);
 void cel__reject(cel_worker_t *worker, cel__request_t *request, bool requeue);
 
 /* Ends an expired request: REVOKED stored, message acked. */

@@ -1,5 +1,5 @@
 /* The threads pool: one POSIX thread per slot, each running one task at a
- * time. Threads never touch the broker; they hand finished runs back
+ * time. Threads never touch the broker. They hand finished runs back
  * through a pipe that the worker's loop polls. */
 #include <errno.h>
 #include <fcntl.h>

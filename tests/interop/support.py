@@ -83,7 +83,7 @@ class WorkerProcess:
 
     def __init__(self, kind, queue, node_base, log_path, env=None, extra_args=(),
                  pool_args=DEFAULT_POOL_ARGS, new_session=False, broker_url=BROKER_URL,
-                 send_heartbeats=False):
+                 send_heartbeats=False, mingle=False):
         self.kind = kind
         self.queue = queue
         self.node_name = f"{node_base}@%h"
@@ -102,6 +102,9 @@ class WorkerProcess:
         # it sends no worker-online, worker-heartbeat or worker-offline events.
         # The C worker ignores it.
         self.send_heartbeats = send_heartbeats
+        # Both workers skip mingle unless this is set, so a test never picks
+        # up revoked ids from other workers on the shared broker.
+        self.mingle = mingle
         self.process = None
         self.exit_code = None
         self.stopped = False
@@ -111,12 +114,13 @@ class WorkerProcess:
     def command(self):
         if self.kind == "python":
             heartbeat_args = [] if self.send_heartbeats else ["--without-heartbeat"]
+            mingle_args = [] if self.mingle else ["--without-mingle"]
             return [
                 PYTHON, "-m", "celery", "-A", "pytasks",
                 "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
                 "worker", "-Q", self.queue, *self.pool_args,
                 "-n", self.node_name, "-l", "info",
-                "--without-mingle", "--without-gossip", *heartbeat_args,
+                *mingle_args, "--without-gossip", *heartbeat_args,
                 *self.extra_args,
             ]
         return [
@@ -124,6 +128,7 @@ class WorkerProcess:
             "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
             "-Q", self.queue, *self.pool_args,
             "-n", self.node_name, "-l", "info",
+            *([] if self.mingle else ["--without-mingle"]),
             *self.extra_args,
         ]
 

@@ -270,6 +270,19 @@ def test_revoked_lists_revoked_ids(client, worker, inspect):
     assert set(task_ids) <= set(revoked)
 
 
+def test_mingle_copies_revoked_ids(client, worker, worker_factory):
+    task_id = str(uuid.uuid4())
+    replies = client.control.revoke(task_id, destination=[worker.hostname], reply=True,
+                                    timeout=REPLY_TIMEOUT)
+    assert "ok" in only_reply(replies, worker)
+    # A worker that mingles at startup asks the running one for its revoked ids.
+    newcomer = worker_factory(mingle=True)
+    newcomer_inspect = client.control.inspect(destination=[newcomer.hostname],
+                                              timeout=REPLY_TIMEOUT)
+    revoked = inspect_reply(newcomer_inspect, newcomer, "revoked")
+    assert task_id in revoked
+
+
 # ---------------------------------------------------------------------------
 # Revoke
 # ---------------------------------------------------------------------------

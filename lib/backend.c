@@ -24,21 +24,33 @@ static int publish_result(cel_worker_t *worker, const char *reply_to,
     return cel__broker_publish(worker->broker, &msg);
 }
 
-static void drop_oldest_pending(cel_worker_t *worker)
+static void free_pending(cel__pending_result_t *item)
+{
+    free(item->reply_to);
+    free(item->correlation_id);
+    free(item->body);
+    free(item);
+}
+
+/* Unlinks and returns the oldest kept result; the list must not be empty. */
+static cel__pending_result_t *pop_pending(cel_worker_t *worker)
 {
     cel__pending_result_t *oldest = worker->pending_head;
     worker->pending_head = oldest->next;
     if (worker->pending_head == NULL)
         worker->pending_tail = NULL;
     worker->pending_count--;
+    return oldest;
+}
+
+static void drop_oldest_pending(cel_worker_t *worker)
+{
+    cel__pending_result_t *oldest = pop_pending(worker);
     cel__log(worker->app, CEL_LOG_ERROR,
              "Dropping the result for %s: more than %d results wait for the "
              "broker",
              oldest->correlation_id, PENDING_RESULTS_MAX);
-    free(oldest->reply_to);
-    free(oldest->correlation_id);
-    free(oldest->body);
-    free(oldest);
+    free_pending(oldest);
 }
 
 /* Keeps a result for the next connection. Takes ownership of `body`. */
@@ -55,12 +67,10 @@ static void keep_pending(cel_worker_t *worker, const char *reply_to,
         item->correlation_id == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Dropping the result for %s: out of memory", correlation_id);
-        if (item != NULL) {
-            free(item->reply_to);
-            free(item->correlation_id);
-            free(item);
-        }
-        free(body);
+        if (item != NULL)
+            free_pending(item); /* frees body too */
+        else
+            free(body);
         return;
     }
     if (worker->pending_count >= PENDING_RESULTS_MAX)
@@ -81,14 +91,7 @@ void cel__flush_pending_results(cel_worker_t *worker)
         if (publish_result(worker, item->reply_to, item->correlation_id,
                            item->body) != CEL_OK)
             break;
-        worker->pending_head = item->next;
-        if (worker->pending_head == NULL)
-            worker->pending_tail = NULL;
-        worker->pending_count--;
-        free(item->reply_to);
-        free(item->correlation_id);
-        free(item->body);
-        free(item);
+        free_pending(pop_pending(worker));
         sent++;
     }
     if (sent > 0)
@@ -98,16 +101,8 @@ void cel__flush_pending_results(cel_worker_t *worker)
 
 void cel__free_pending_results(cel_worker_t *worker)
 {
-    while (worker->pending_head != NULL) {
-        cel__pending_result_t *item = worker->pending_head;
-        worker->pending_head = item->next;
-        free(item->reply_to);
-        free(item->correlation_id);
-        free(item->body);
-        free(item);
-    }
-    worker->pending_tail = NULL;
-    worker->pending_count = 0;
+    while (worker->pending_head != NULL)
+        free_pending(pop_pending(worker));
 }
 
 void cel__store_result(cel_worker_t *worker, const char *task_id,

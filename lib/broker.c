@@ -230,8 +230,8 @@ int cel__broker_connect(const char *url, int heartbeat, double timeout,
         goto fail;
     }
     amqp_set_handshake_timeout(broker->conn, &tv);
-    /* A broker that stops answering an RPC fails it instead of blocking the
-     * worker loop. */
+    /* An RPC the broker does not reply to fails after this timeout instead
+     * of blocking the worker loop. */
     struct timeval rpc_timeout = {RPC_TIMEOUT_SECONDS, 0};
     amqp_set_rpc_timeout(broker->conn, &rpc_timeout);
     amqp_rpc_reply_t login = login_with_capabilities(
@@ -476,6 +476,36 @@ static int write_status(cel__broker_t *broker, int rc, const char *what)
 /* Declares the exchanges and the node's pidbox queue of Celery's remote
  * control and event entities, and consumes the pidbox on its own channel
  * without acks, as kombu's Mailbox does. */
+/* Declares a pidbox queue as kombu's Mailbox does (auto-delete, with
+ * control_queue_expires 10 s and control_queue_ttl 300 s in ms), binds it
+ * to `exchange` by `routing_key` and consumes it without acks. */
+static int consume_mailbox_queue(cel__broker_t *broker, const char *queue,
+                                 const char *exchange, const char *routing_key,
+                                 bool exclusive)
+{
+    amqp_table_entry_t entries[] = {
+        {amqp_cstring_bytes("x-expires"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
+        {amqp_cstring_bytes("x-message-ttl"),
+         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
+    };
+    amqp_table_t arguments = {2, entries};
+    amqp_queue_declare(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), 0, 0, 0, 1, arguments);
+    int status = check_reply(broker, "queue.declare");
+    if (status != CEL_OK)
+        return status;
+    amqp_queue_bind(broker->conn, CEL__CONTROL_CHANNEL,
+                    amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(routing_key), amqp_empty_table);
+    if ((status = check_reply(broker, "queue.bind")) != CEL_OK)
+        return status;
+    amqp_basic_consume(broker->conn, CEL__CONTROL_CHANNEL,
+                       amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1,
+                       exclusive ? 1 : 0, amqp_empty_table);
+    return check_reply(broker, "basic.consume");
+}
+
 static int open_control_entities(cel__broker_t *broker, const char *nodename);
 
 int cel__broker_open_control(cel__broker_t *broker, const char *nodename)
@@ -511,28 +541,7 @@ static int open_control_entities(cel__broker_t *broker, const char *nodename)
 
     char queue[512];
     snprintf(queue, sizeof queue, "%s.celery.pidbox", nodename);
-    /* control_queue_expires 10 s and control_queue_ttl 300 s, in ms. */
-    amqp_table_entry_t entries[] = {
-        {amqp_cstring_bytes("x-expires"),
-         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
-        {amqp_cstring_bytes("x-message-ttl"),
-         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
-    };
-    amqp_table_t arguments = {2, entries};
-    amqp_queue_declare(broker->conn, CEL__CONTROL_CHANNEL,
-                       amqp_cstring_bytes(queue), 0, 0, 0, 1, arguments);
-    if ((status = check_reply(broker, "queue.declare")) != CEL_OK)
-        return status;
-    amqp_queue_bind(broker->conn, CEL__CONTROL_CHANNEL,
-                    amqp_cstring_bytes(queue),
-                    amqp_cstring_bytes("celery.pidbox"), amqp_empty_bytes,
-                    amqp_empty_table);
-    if ((status = check_reply(broker, "queue.bind")) != CEL_OK)
-        return status;
-    amqp_basic_consume(broker->conn, CEL__CONTROL_CHANNEL,
-                       amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 0,
-                       amqp_empty_table);
-    return check_reply(broker, "basic.consume");
+    return consume_mailbox_queue(broker, queue, "celery.pidbox", "", false);
 }
 
 static int open_reply_entities(cel__broker_t *broker, const char *key);
@@ -549,28 +558,8 @@ static int open_reply_entities(cel__broker_t *broker, const char *key)
 {
     char queue[128];
     snprintf(queue, sizeof queue, "%s.reply.celery.pidbox", key);
-    amqp_table_entry_t entries[] = {
-        {amqp_cstring_bytes("x-expires"),
-         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
-        {amqp_cstring_bytes("x-message-ttl"),
-         {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
-    };
-    amqp_table_t arguments = {2, entries};
-    amqp_queue_declare(broker->conn, CEL__CONTROL_CHANNEL,
-                       amqp_cstring_bytes(queue), 0, 0, 0, 1, arguments);
-    int status = check_reply(broker, "queue.declare");
-    if (status != CEL_OK)
-        return status;
-    amqp_queue_bind(broker->conn, CEL__CONTROL_CHANNEL,
-                    amqp_cstring_bytes(queue),
-                    amqp_cstring_bytes("reply.celery.pidbox"),
-                    amqp_cstring_bytes(key), amqp_empty_table);
-    if ((status = check_reply(broker, "queue.bind")) != CEL_OK)
-        return status;
-    amqp_basic_consume(broker->conn, CEL__CONTROL_CHANNEL,
-                       amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 1,
-                       amqp_empty_table);
-    return check_reply(broker, "basic.consume");
+    return consume_mailbox_queue(broker, queue, "reply.celery.pidbox", key,
+                                 true);
 }
 
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)

@@ -42,8 +42,8 @@ json_t *cel__broker_describe(const char *url, int heartbeat, double timeout);
 /* The channel of the remote-control consumer. */
 #define CEL__CONTROL_CHANNEL 2
 
-/* Records that the broker closed the channel or the connection (the
- * method id of its close), answering with close-ok, or with any other id
+/* Records that the broker closed the channel or the connection, given the
+ * method id of its close, and replies with close-ok. Any other id records
  * that the socket failed. cel__broker_free then sends nothing more. */
 void cel__broker_closed_by_peer(cel__broker_t *broker, int method_id);
 
@@ -81,7 +81,7 @@ int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue);
 int cel__broker_cancel_consumers(cel__broker_t *broker);
 /* The socket, to poll for input. */
 int cel__broker_fd(const cel__broker_t *broker);
-/* True when rabbitmq-c holds received bytes or frames not yet read. */
+/* True when rabbitmq-c has received bytes or frames not yet read. */
 bool cel__broker_has_buffered(const cel__broker_t *broker);
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg);
 int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag);

@@ -222,9 +222,9 @@ static json_t *cmd_revoked(cel_worker_t *worker, json_t *arguments)
     return cel__revoked_ids(worker->revoked, cel__monotonic());
 }
 
-/* Reports each requested id the worker holds as active (running) or
- * reserved (prefetched and due), with its task info. Scheduled tasks are
- * left out, as Celery leaves them out. */
+/* Reports each requested id found among the worker's requests as active
+ * (running) or reserved (prefetched and due), with its task info. Scheduled
+ * tasks are left out, as Celery leaves them out. */
 static json_t *cmd_query_task(cel_worker_t *worker, json_t *arguments)
 {
     json_t *ids = json_object_get(arguments, "ids");
@@ -630,8 +630,8 @@ static bool addressed_to_me(const cel_worker_t *worker, json_t *request)
     json_t *destination = json_object_get(request, "destination");
     const char *pattern =
         json_string_value(json_object_get(request, "pattern"));
-    /* Anything but null or a list names nobody, so a malformed request is
-     * never taken as a broadcast. */
+    /* A destination that is neither null nor a list matches no node, so a
+     * malformed request is never taken as a broadcast. */
     if (destination != NULL && !json_is_null(destination) &&
         !json_is_array(destination))
         return false;

@@ -91,6 +91,17 @@ void cel__event_task(cel_worker_t *worker, const char *type,
     cel__event_send(worker, type, fields);
 }
 
+void cel__event_task_failed(cel_worker_t *worker, const cel__request_t *request,
+                            const char *exception, const char *traceback)
+{
+    if (!worker->task_events)
+        return;
+    cel__event_task(worker, "task-failed", request,
+                    json_pack("{s:s, s:s}", "exception",
+                              exception ? exception : "", "traceback",
+                              traceback ? traceback : ""));
+}
+
 void cel__event_task_received(cel_worker_t *worker,
                               const cel__request_t *request)
 {

@@ -51,8 +51,7 @@ double cel__hard_limit(const cel_worker_t *worker,
     return worker->app->settings.task_time_limit;
 }
 
-/* Python's repr of an exception: ValueError('boom'). */
-static char *exception_repr(const char *exc_type, const char *message)
+char *cel__exception_repr(const char *exc_type, const char *message)
 {
     json_t *text = json_string(message ? message : "");
     char *quoted = text ? cel__pyrepr(text, 1024, false) : NULL;
@@ -88,14 +87,12 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
                        const char *message)
 {
     const cel__task_message_t *msg = &request->msg;
-    char *repr = exception_repr(exc_type, message);
+    char *repr = cel__exception_repr(exc_type, message);
     char *traceback =
         cel__traceback_format(msg->task, exc_type, exc_module, message);
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, repr ? repr : exc_type);
-    cel__event_task(worker, "task-failed", request,
-                    json_pack("{s:s, s:s}", "exception", repr ? repr : exc_type,
-                              "traceback", traceback ? traceback : ""));
+    cel__event_task_failed(worker, request, repr ? repr : exc_type, traceback);
     if (cel__stores_errors(worker, request->task))
         cel__store_exception(worker, msg, "FAILURE", exc_type, exc_module,
                              message, traceback);
@@ -165,8 +162,9 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
                  cel__broker_error(worker->broker));
         return false;
     }
-    char *repr =
-        run->exc_type ? exception_repr(run->exc_type, run->exc_message) : NULL;
+    char *repr = run->exc_type
+                     ? cel__exception_repr(run->exc_type, run->exc_message)
+                     : NULL;
     cel__log(worker->app, CEL_LOG_INFO, "Task %s[%s] retry: Retry in %gs%s%s",
              msg->task, msg->id, countdown, repr ? ": " : "", repr ? repr : "");
     if (worker->task_events) {
@@ -257,9 +255,7 @@ static void on_time_limit(cel_worker_t *worker, const cel__request_t *request,
         char exception[64];
         snprintf(exception, sizeof exception, "TimeLimitExceeded(%g)",
                  run->limit);
-        cel__event_task(
-            worker, "task-failed", request,
-            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+        cel__event_task_failed(worker, request, exception, "");
     }
     if (!cel__stores_errors(worker, request->task))
         return;
@@ -314,16 +310,9 @@ static bool on_lost(cel_worker_t *worker, cel__request_t *request,
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, text);
     if (worker->task_events) {
-        json_t *quoted = json_string(text);
-        char *repr = quoted ? cel__pyrepr(quoted, 1024, false) : NULL;
-        char exception[300];
-        snprintf(exception, sizeof exception, "WorkerLostError(%s)",
-                 repr ? repr : "");
-        cel__event_task(
-            worker, "task-failed", request,
-            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+        char *repr = cel__exception_repr("WorkerLostError", text);
+        cel__event_task_failed(worker, request, repr, "");
         free(repr);
-        json_decref(quoted);
     }
     if (cel__stores_errors(worker, request->task)) {
         char *traceback = cel__traceback_format(msg->task, "WorkerLostError",

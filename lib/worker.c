@@ -12,7 +12,7 @@
 #include "revoked.h"
 #include "worker_internal.h"
 
-/* The longest the loop sleeps, so heartbeats and stop requests are seen. */
+/* Maximum time the loop sleeps, so heartbeats and stop requests are seen. */
 #define POLL_SECONDS 0.25
 /* Frames read from the broker before the pool is serviced again. */
 #define FRAMES_PER_PASS     256
@@ -136,6 +136,17 @@ void cel__reject(cel_worker_t *worker, cel__request_t *request, bool requeue)
                  request->msg.id, cel__broker_error(worker->broker));
 }
 
+/* Appends a request to one of the worker's queues, or gives it back to the
+ * broker when memory runs out. Takes ownership of the request. */
+static void queue_or_requeue(cel_worker_t *worker, cel__request_queue_t *queue,
+                             cel__request_t *request)
+{
+    if (cel__ready_push(queue, request) == CEL_OK)
+        return;
+    cel__reject(worker, request, true);
+    cel__request_free(request);
+}
+
 /* ---- prefetch ----------------------------------------------------------- */
 
 /* Tells the broker the prefetch count when it changed: the base count plus
@@ -219,16 +230,9 @@ static void reject_unregistered(cel_worker_t *worker, cel__request_t *request)
     cel__store_exception(worker, msg, "FAILURE", "NotRegistered",
                          "celery.exceptions", msg->task, NULL);
     if (worker->task_events && msg->id != NULL) {
-        json_t *name = json_string(msg->task ? msg->task : "");
-        char *repr = name ? cel__pyrepr(name, 1024, false) : NULL;
-        char exception[1100];
-        snprintf(exception, sizeof exception, "NotRegistered(%s)",
-                 repr ? repr : "''");
-        cel__event_task(
-            worker, "task-failed", request,
-            json_pack("{s:s, s:s}", "exception", exception, "traceback", ""));
+        char *repr = cel__exception_repr("NotRegistered", msg->task);
+        cel__event_task_failed(worker, request, repr, "");
         free(repr);
-        json_decref(name);
     }
     cel__reject(worker, request, false);
 }
@@ -358,10 +362,8 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
                  "Task %s[%s] was redelivered while its first run goes on; "
                  "the copy is held until that run ends, then acked",
                  request->msg.task, request->msg.id);
-        if (cel__ready_push(&worker->duplicates, request) == CEL_OK)
-            return;
-        cel__reject(worker, request, true);
-        goto done;
+        queue_or_requeue(worker, &worker->duplicates, request);
+        return;
     }
     log_received(worker, request);
     cel__event_task_received(worker, request);
@@ -376,9 +378,8 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
             return;
         }
     }
-    if (cel__ready_push(&worker->ready, request) == CEL_OK)
-        return;
-    cel__reject(worker, request, true);
+    queue_or_requeue(worker, &worker->ready, request);
+    return;
 
 done:
     cel__request_free(request);
@@ -391,11 +392,7 @@ static void release_due(cel_worker_t *worker)
     cel__request_t *next;
     while ((next = cel__eta_peek(&worker->eta)) != NULL &&
            next->msg.eta_ts <= cel__now()) {
-        next = cel__eta_pop(&worker->eta);
-        if (cel__ready_push(&worker->ready, next) != CEL_OK) {
-            cel__reject(worker, next, true);
-            cel__request_free(next);
-        }
+        queue_or_requeue(worker, &worker->ready, cel__eta_pop(&worker->eta));
         moved = true;
     }
     if (moved && worker->broker != NULL)
@@ -449,9 +446,8 @@ static void dispatch_rate_held(cel_worker_t *worker)
             take_token(request->task, cel__monotonic())) {
             cel__start(worker, request);
             started = true;
-        } else if (cel__ready_push(&worker->rate_held, request) != CEL_OK) {
-            cel__reject(worker, request, true);
-            cel__request_free(request);
+        } else {
+            queue_or_requeue(worker, &worker->rate_held, request);
         }
     }
     if (started && worker->broker != NULL)
@@ -468,10 +464,7 @@ static void dispatch_ready(cel_worker_t *worker)
            !worker->stop_requested) {
         cel__request_t *request = cel__ready_pop(&worker->ready);
         if (request->task->rate_per_second > 0) {
-            if (cel__ready_push(&worker->rate_held, request) != CEL_OK) {
-                cel__reject(worker, request, true);
-                cel__request_free(request);
-            }
+            queue_or_requeue(worker, &worker->rate_held, request);
             held = true;
             continue;
         }
@@ -544,10 +537,7 @@ void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
     for (size_t i = 0; i < count; i++) {
         cel__request_t *copy = cel__ready_pop(&worker->duplicates);
         if (strcmp(copy->msg.id, task_id) != 0) {
-            if (cel__ready_push(&worker->duplicates, copy) != CEL_OK) {
-                cel__reject(worker, copy, true);
-                cel__request_free(copy);
-            }
+            queue_or_requeue(worker, &worker->duplicates, copy);
             continue;
         }
         if (requeue)

@@ -112,6 +112,10 @@ void cel__ready_clear(cel__request_queue_t *queue);
 void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
                            bool requeue);
 
+/* Python's repr of an exception: ValueError('boom'). Returns malloc'd
+ * text, or NULL when out of memory. */
+char *cel__exception_repr(const char *exc_type, const char *message);
+
 /* ---- events (events.c) ---- */
 
 unsigned long cel__clock_forward(cel_worker_t *worker);
@@ -127,6 +131,9 @@ void cel__event_task(cel_worker_t *worker, const char *type,
                      const cel__request_t *request, json_t *fields);
 void cel__event_task_received(cel_worker_t *worker,
                               const cel__request_t *request);
+/* task-failed with the exception's repr and traceback (NULL for none). */
+void cel__event_task_failed(cel_worker_t *worker, const cel__request_t *request,
+                            const char *exception, const char *traceback);
 /* worker-online, worker-heartbeat or worker-offline with the load fields. */
 void cel__event_worker(cel_worker_t *worker, const char *type);
 void cel__event_heartbeat_if_due(cel_worker_t *worker);

@@ -105,17 +105,19 @@ void cel__free_pending_results(cel_worker_t *worker)
         free_pending(pop_pending(worker));
 }
 
-void cel__store_result(cel_worker_t *worker, const char *task_id,
-                       const char *reply_to, const char *correlation_id,
+void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
                        const char *status, json_t *result,
-                       const char *traceback)
+                       const char *traceback, json_t *children)
 {
+    const char *task_id = msg->id;
+    const char *reply_to = msg->reply_to;
+    const char *correlation_id = msg->correlation_id;
     if (worker->backend == CEL__BACKEND_DISABLED || reply_to == NULL ||
         reply_to[0] == '\0' || task_id == NULL)
         return;
 
     char *body =
-        cel__result_encode_rpc(task_id, status, result, traceback, NULL);
+        cel__result_encode_rpc(task_id, status, result, traceback, children);
     if (body == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Cannot encode the %s result of task %s: out of memory",
@@ -142,7 +144,6 @@ void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,
                           const char *traceback)
 {
     json_t *exc = cel__exception_new(exc_type, exc_module, message);
-    cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
-                      status, exc, traceback);
+    cel__store_result(worker, msg, status, exc, traceback, NULL);
     json_decref(exc);
 }

@@ -78,8 +78,7 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
         free(repr);
     }
     if (!ignores_result(worker, request))
-        cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
-                          "SUCCESS", result, NULL);
+        cel__store_result(worker, msg, "SUCCESS", result, NULL, NULL);
 }
 
 static void on_failure(cel_worker_t *worker, const cel__request_t *request,
@@ -189,8 +188,7 @@ static bool on_retry(cel_worker_t *worker, const cel__request_t *request,
                              run->exc_module, run->exc_message, traceback);
         free(traceback);
     } else {
-        cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
-                          "RETRY", NULL, NULL);
+        cel__store_result(worker, msg, "RETRY", NULL, NULL, NULL);
     }
     return true;
 }
@@ -264,8 +262,7 @@ static void on_time_limit(cel_worker_t *worker, const cel__request_t *request,
                             "exc_module", "billiard.exceptions");
     char *traceback = cel__traceback_format(msg->task, "TimeLimitExceeded",
                                             "billiard.exceptions", "");
-    cel__store_result(worker, msg->id, msg->reply_to, msg->correlation_id,
-                      "FAILURE", exc, traceback);
+    cel__store_result(worker, msg, "FAILURE", exc, traceback, NULL);
     free(traceback);
     json_decref(exc);
 }

@@ -74,12 +74,13 @@ struct cel_worker {
     char last_error[CEL__ERROR_LEN];
 };
 
-/* Sends a state to the result backend. Does nothing without a backend or
- * when reply_to is empty. `result` is borrowed. */
-void cel__store_result(cel_worker_t *worker, const char *task_id,
-                       const char *reply_to, const char *correlation_id,
+/* Sends a state of the task `msg` describes (its id, reply_to,
+ * correlation_id, group and parent_id) to the result backend. Does nothing
+ * without a backend, or with rpc when reply_to is empty. `result` and
+ * `children` (NULL: []) are borrowed. */
+void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
                        const char *status, json_t *result,
-                       const char *traceback);
+                       const char *traceback, json_t *children);
 
 /* Stores an exception state (FAILURE, REVOKED, RETRY) built from parts. */
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,

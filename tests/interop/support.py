@@ -28,6 +28,12 @@ BROKER_HOST = "127.0.0.1"
 BROKER_PORT = 5672
 BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}//"
 RESULT_BACKEND = "rpc://"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+# The database the interop tests own on the shared Redis; tests use unique
+# ids and never flush it.
+REDIS_DB = 9
+REDIS_BACKEND = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 
 # Seconds that every result wait may take before the test fails.
 RESULT_TIMEOUT = 15
@@ -83,7 +89,7 @@ class WorkerProcess:
 
     def __init__(self, kind, queue, node_base, log_path, env=None, extra_args=(),
                  pool_args=DEFAULT_POOL_ARGS, new_session=False, broker_url=BROKER_URL,
-                 send_heartbeats=False, mingle=False):
+                 send_heartbeats=False, mingle=False, result_backend=RESULT_BACKEND):
         self.kind = kind
         self.queue = queue
         self.node_name = f"{node_base}@%h"
@@ -105,6 +111,7 @@ class WorkerProcess:
         # Both workers skip mingle unless this is set, so a test never picks
         # up revoked ids from other workers on the shared broker.
         self.mingle = mingle
+        self.result_backend = result_backend
         self.process = None
         self.exit_code = None
         self.stopped = False
@@ -117,7 +124,7 @@ class WorkerProcess:
             mingle_args = [] if self.mingle else ["--without-mingle"]
             return [
                 PYTHON, "-m", "celery", "-A", "pytasks",
-                "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
+                "-b", self.broker_url, "--result-backend", self.result_backend,
                 "worker", "-Q", self.queue, *self.pool_args,
                 "-n", self.node_name, "-l", "info",
                 *mingle_args, "--without-gossip", *heartbeat_args,
@@ -125,7 +132,7 @@ class WorkerProcess:
             ]
         return [
             str(C_WORKER), "worker", "-A", str(C_TASK_MODULE),
-            "-b", self.broker_url, "--result-backend", RESULT_BACKEND,
+            "-b", self.broker_url, "--result-backend", self.result_backend,
             "-Q", self.queue, *self.pool_args,
             "-n", self.node_name, "-l", "info",
             *([] if self.mingle else ["--without-mingle"]),

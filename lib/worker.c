@@ -58,6 +58,7 @@ void cel_worker_free(cel_worker_t *worker)
         worker->pool->ops->free(worker->pool);
     }
     cel__free_pending_results(worker);
+    cel__canvas_free(worker);
     for (size_t i = 0; i < worker->queue_count; i++)
         free(worker->queues[i]);
     free(worker->queues);
@@ -769,6 +770,7 @@ static void warm_shutdown(cel_worker_t *worker)
     }
     if (worker->broker != NULL) {
         cel__flush_pending_results(worker);
+        cel__canvas_flush(worker);
         cel__event_worker(worker, "worker-offline");
     }
     if (worker->pending_count > 0)
@@ -985,6 +987,7 @@ int cel_worker_run(cel_worker_t *worker)
                          "Reconnected to the broker");
             announced = true;
             cel__flush_pending_results(worker);
+            cel__canvas_flush(worker);
             cel__event_worker(worker, "worker-online");
             status = consume_loop(worker);
             if (status == CEL_OK)

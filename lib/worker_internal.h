@@ -29,6 +29,7 @@ typedef struct cel__pending_result {
 typedef enum cel__backend_kind {
     CEL__BACKEND_DISABLED,
     CEL__BACKEND_RPC,
+    CEL__BACKEND_REDIS,
 } cel__backend_kind_t;
 
 struct cel_worker {
@@ -71,6 +72,7 @@ struct cel_worker {
     int applied_prefetch; /* what the broker was last told */
 
     unsigned long processed;
+    struct cel__canvas *canvas; /* follow-up messages; NULL until needed */
     char last_error[CEL__ERROR_LEN];
 };
 
@@ -170,5 +172,44 @@ void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request);
 /* Whether failures, retries and revocations of `task` (NULL: not known)
  * are stored, from its ignore_result option and the settings. */
 bool cel__stores_errors(const cel_worker_t *worker, const cel_task_t *task);
+
+/* ---- canvas (canvas.c) ---- */
+
+/* Sends the callbacks and the next chain element of a task that succeeded,
+ * appending the result tuple of each message sent to `children`. Returns
+ * CEL_OK, or an error with the reason in worker->last_error when a
+ * signature cannot be applied (the task then fails). */
+int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
+                           json_t *result, json_t *children);
+
+/* After the FAILURE of a task is stored: stores it under every remaining
+ * chain task id, reports chord members, and sends the errbacks. `exc` is
+ * the stored exception (borrowed). */
+void cel__canvas_on_failure(cel_worker_t *worker, const cel__request_t *request,
+                            json_t *exc, const char *traceback);
+
+/* Reports a finished chord header member to the Redis backend. */
+void cel__canvas_chord_part(cel_worker_t *worker, const cel__task_message_t *msg,
+                            const char *state, json_t *result);
+
+/* The last member of the chord `group_id` finished: sends the body with
+ * the header results in order, or fails it with ChordError. `entries` are
+ * the decoded [1, id, state, result] items, `chord` the body signature. */
+void cel__chord_complete(cel_worker_t *worker, const char *group_id,
+                         json_t *chord, json_t *entries);
+
+/* Redis backend chord counting (see the Redis backend for details): adds
+ * one finished header member; calls cel__chord_complete when it is the
+ * last. group_index -1 counts as +inf. */
+void cel__chord_part_return(cel_worker_t *worker, const char *group_id,
+                            int group_index, const char *task_id,
+                            const char *state, json_t *result, json_t *chord);
+/* Sets celery-taskset-meta-<gid>.s, the number of header members. */
+int cel__chord_set_size(cel_worker_t *worker, const char *group_id,
+                        size_t size);
+
+/* Publishes follow-up messages kept while the broker was away. */
+void cel__canvas_flush(cel_worker_t *worker);
+void cel__canvas_free(cel_worker_t *worker);
 
 #endif

@@ -98,6 +98,62 @@ void cel__task_message_clear(cel__task_message_t *msg);
 int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
                         char **body, size_t *body_len);
 
+/* ---- signatures (canvas) ------------------------------------------------ */
+
+/* What a signature is: a plain task, or one of Celery's composites. */
+typedef enum cel__sig_kind {
+    CEL__SIG_TASK,
+    CEL__SIG_GROUP,
+    CEL__SIG_CHAIN,
+    CEL__SIG_CHORD,
+} cel__sig_kind_t;
+
+/* The kind, from subtask_type or else the task name (celery.group, ...). */
+cel__sig_kind_t cel__signature_kind(json_t *sig);
+
+/*
+ * Returns a new object: the signature's options with `overrides` merged in
+ * as Celery's Signature._merge does. Null overrides are dropped, and a
+ * group_id the signature already has is kept.
+ */
+json_t *cel__signature_options(json_t *sig, json_t *overrides);
+
+/* The args a signature is sent with: `partial` (NULL for none) and then its
+ * own args, or its own args only when it is immutable. New reference. */
+json_t *cel__signature_args(json_t *sig, json_t *partial);
+
+/* What the sender supplies when the signature leaves them out. */
+typedef struct cel__sig_defaults {
+    const char *task_id;  /* a fresh id, used without options.task_id */
+    const char *reply_to; /* used without options.reply_to */
+    const char *origin;   /* the sending node */
+    double now;           /* epoch seconds, for countdown and expires */
+} cel__sig_defaults_t;
+
+/* A task message built from a plain signature, with its route. */
+typedef struct cel__sig_message {
+    cel__task_message_t msg;
+    char *queue;       /* options.queue, NULL when absent */
+    char *exchange;    /* options.exchange */
+    char *routing_key; /* options.routing_key */
+    char *expiration;  /* AMQP expiration in milliseconds, from expires */
+} cel__sig_message_t;
+
+/*
+ * Builds the message Celery's send_task writes for a plain signature
+ * applied with `args` (from cel__signature_args) and `options` (from
+ * cel__signature_options): task_id, reply_to, countdown/eta, expires,
+ * priority, time limits, shadow, headers, link/link_error as callbacks and
+ * errbacks, chain, chord, group_id and group_index, parent_id and root_id.
+ * Returns CEL_OK or CEL_EINVAL with the reason in `why`. Always call
+ * cel__sig_message_clear().
+ */
+int cel__signature_message(json_t *sig, json_t *args, json_t *options,
+                           const cel__sig_defaults_t *defaults,
+                           cel__sig_message_t *out, char *why, size_t why_len);
+
+void cel__sig_message_clear(cel__sig_message_t *out);
+
 /* ---- results ------------------------------------------------------------ */
 
 /*

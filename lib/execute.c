@@ -63,10 +63,38 @@ char *cel__exception_repr(const char *exc_type, const char *message)
     return repr;
 }
 
+static void on_failure(cel_worker_t *worker, const cel__request_t *request,
+                       const char *exc_type, const char *exc_module,
+                       const char *message);
+
+/* Sends the callbacks and the next chain step before the result is
+ * stored, so the stored children list them, as Celery's tracer does. A
+ * signature that cannot be applied fails the task. Returns false then. */
+static bool send_follow_ups(cel_worker_t *worker, const cel__request_t *request,
+                            json_t *result, json_t *children)
+{
+    if (cel__canvas_on_success(worker, request, result, children) == CEL_OK)
+        return true;
+    cel__log(worker->app, CEL_LOG_ERROR,
+             "Task %s[%s] succeeded but its follow-up tasks cannot be sent: "
+             "%s",
+             request->msg.task, request->msg.id, worker->last_error);
+    on_failure(worker, request, "ValueError", "builtins", worker->last_error);
+    return false;
+}
+
 static void on_success(cel_worker_t *worker, const cel__request_t *request,
                        json_t *result, double runtime)
 {
     const cel__task_message_t *msg = &request->msg;
+    bool canvas = json_array_size(msg->callbacks) > 0 ||
+                  json_array_size(msg->chain) > 0;
+    json_t *children = canvas ? json_array() : NULL;
+    bool sent = send_follow_ups(worker, request, result, children);
+    if (!sent) {
+        json_decref(children);
+        return;
+    }
     if (cel__log_enabled(worker->app, CEL_LOG_INFO) || worker->task_events) {
         char *repr = cel__pyrepr(result, 1024, false);
         cel__log(worker->app, CEL_LOG_INFO,
@@ -78,7 +106,20 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
         free(repr);
     }
     if (!ignores_result(worker, request))
-        cel__store_result(worker, msg, "SUCCESS", result, NULL, NULL);
+        cel__store_result(worker, msg, "SUCCESS", result, NULL, children);
+    cel__canvas_chord_part(worker, msg, "SUCCESS", result);
+    json_decref(children);
+}
+
+/* Stores a FAILURE (when errors are stored) and then does what Celery's
+ * mark_as_failure does for a canvas: chord, rest of the chain, errbacks. */
+static void mark_failure(cel_worker_t *worker, const cel__request_t *request,
+                         json_t *exc, const char *traceback)
+{
+    if (cel__stores_errors(worker, request->task))
+        cel__store_result(worker, &request->msg, "FAILURE", exc, traceback,
+                          NULL);
+    cel__canvas_on_failure(worker, request, exc, traceback);
 }
 
 static void on_failure(cel_worker_t *worker, const cel__request_t *request,
@@ -92,9 +133,9 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
     cel__log(worker->app, CEL_LOG_ERROR, "Task %s[%s] raised unexpected: %s",
              msg->task, msg->id, repr ? repr : exc_type);
     cel__event_task_failed(worker, request, repr ? repr : exc_type, traceback);
-    if (cel__stores_errors(worker, request->task))
-        cel__store_exception(worker, msg, "FAILURE", exc_type, exc_module,
-                             message, traceback);
+    json_t *exc = cel__exception_new(exc_type, exc_module, message);
+    mark_failure(worker, request, exc, traceback);
+    json_decref(exc);
     free(traceback);
     free(repr);
 }
@@ -255,14 +296,12 @@ static void on_time_limit(cel_worker_t *worker, const cel__request_t *request,
                  run->limit);
         cel__event_task_failed(worker, request, exception, "");
     }
-    if (!cel__stores_errors(worker, request->task))
-        return;
     json_t *exc = json_pack("{s:s, s:[f], s:s}", "exc_type",
                             "TimeLimitExceeded", "exc_message", run->limit,
                             "exc_module", "billiard.exceptions");
     char *traceback = cel__traceback_format(msg->task, "TimeLimitExceeded",
                                             "billiard.exceptions", "");
-    cel__store_result(worker, msg, "FAILURE", exc, traceback, NULL);
+    mark_failure(worker, request, exc, traceback);
     free(traceback);
     json_decref(exc);
 }
@@ -311,13 +350,13 @@ static bool on_lost(cel_worker_t *worker, cel__request_t *request,
         cel__event_task_failed(worker, request, repr, "");
         free(repr);
     }
-    if (cel__stores_errors(worker, request->task)) {
-        char *traceback = cel__traceback_format(msg->task, "WorkerLostError",
-                                                "billiard.exceptions", text);
-        cel__store_exception(worker, msg, "FAILURE", "WorkerLostError",
-                             "billiard.exceptions", text, traceback);
-        free(traceback);
-    }
+    char *traceback = cel__traceback_format(msg->task, "WorkerLostError",
+                                            "billiard.exceptions", text);
+    json_t *exc =
+        cel__exception_new("WorkerLostError", "billiard.exceptions", text);
+    mark_failure(worker, request, exc, traceback);
+    json_decref(exc);
+    free(traceback);
     return false;
 }
 

@@ -250,9 +250,13 @@ void cel__revoke_request(cel_worker_t *worker, cel__request_t *request,
         cel__log(worker->app, CEL_LOG_WARNING,
                  "Discarding revoked task %s[%s] (acked): %s", msg->task,
                  msg->id, reason);
+    json_t *exc =
+        cel__exception_new("TaskRevokedError", "celery.exceptions", reason);
     if (cel__stores_errors(worker, request->task))
-        cel__store_exception(worker, msg, "REVOKED", "TaskRevokedError",
-                             "celery.exceptions", reason, NULL);
+        cel__store_result(worker, msg, "REVOKED", exc, NULL, NULL);
+    /* A revoked chord member still counts, so the chord fails at once. */
+    cel__canvas_chord_part(worker, msg, "REVOKED", exc);
+    json_decref(exc);
     cel__event_task(worker, "task-revoked", request,
                     json_pack("{s:b, s:o, s:b}", "terminated",
                               strcmp(reason, "terminated") == 0, "signum",

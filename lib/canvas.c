@@ -200,9 +200,9 @@ static void declare_once(cel_worker_t *worker, const char *queue)
     for (size_t i = 0; i < worker->queue_count; i++)
         if (strcmp(worker->queues[i], queue) == 0)
             return;
-    if (cel__broker_try_declare(worker->broker, queue,
-                                worker->app->settings
-                                    .task_queue_max_priority) != CEL_OK)
+    if (cel__broker_try_declare(
+            worker->broker, queue,
+            worker->app->settings.task_queue_max_priority) != CEL_OK)
         cel__log(worker->app, CEL_LOG_WARNING,
                  "Cannot declare queue %s for a follow-up task (%s); "
                  "sending it anyway",
@@ -293,8 +293,7 @@ static json_t *options_of(json_t *sig)
     return options;
 }
 
-static void set_text_default(json_t *object, const char *key,
-                             const char *value)
+static void set_text_default(json_t *object, const char *key, const char *value)
 {
     if (value != NULL && !json_is_string(json_object_get(object, key)))
         json_object_set_new(object, key, json_string(value));
@@ -365,8 +364,7 @@ static json_t *group_members(cel_worker_t *worker, json_t *sig)
     json_t *members = json_array();
     json_t *kwargs = json_object_get(sig, "kwargs");
     if (members == NULL ||
-        flatten_group(json_object_get(kwargs, "tasks"), members, 0) !=
-            CEL_OK) {
+        flatten_group(json_object_get(kwargs, "tasks"), members, 0) != CEL_OK) {
         cel__set_error(worker->last_error,
                        "invalid signature: a group needs a list of "
                        "signatures in kwargs.tasks");
@@ -476,10 +474,10 @@ static int flatten_chain(json_t *tasks, json_t *out, int depth)
  * builds one when a group is followed by another step. */
 static json_t *make_chord(json_t *header, json_t *body)
 {
-    return json_pack("{s:s, s:[], s:{s:O, s:O, s:{}}, s:{}, s:s, s:b}",
-                     "task", "celery.chord", "args", "kwargs", "header",
-                     header, "body", body, "kwargs", "options",
-                     "subtask_type", "chord", "immutable", 0);
+    return json_pack("{s:s, s:[], s:{s:O, s:O, s:{}}, s:{}, s:s, s:b}", "task",
+                     "celery.chord", "args", "kwargs", "header", header, "body",
+                     body, "kwargs", "options", "subtask_type", "chord",
+                     "immutable", 0);
 }
 
 /* The signature whose options carry the id of a step's result: the step
@@ -510,13 +508,13 @@ static const char *freeze_step(cel_worker_t *worker, json_t *step,
                             json_string(last && chain_id ? chain_id : id));
     }
     set_text_default(options, "reply_to", worker->canvas->reply_to);
-    set_text_default(options, "root_id",
-                     json_string_value(
-                         json_object_get(chain_options, "root_id")));
+    set_text_default(
+        options, "root_id",
+        json_string_value(json_object_get(chain_options, "root_id")));
     if (last) {
-        set_text_default(options, "group_id",
-                         json_string_value(
-                             json_object_get(chain_options, "group_id")));
+        set_text_default(
+            options, "group_id",
+            json_string_value(json_object_get(chain_options, "group_id")));
         json_t *chord = json_object_get(chain_options, "chord");
         json_t *index = json_object_get(chain_options, "group_index");
         if (json_is_object(chord))
@@ -557,8 +555,8 @@ static void add_errbacks(json_t *step, json_t *errbacks)
 
 /* Option names chain.run takes for itself instead of passing on. */
 static const char *const CHAIN_OWN_OPTIONS[] = {
-    "task_id", "group_id", "chord", "group_index", "link",
-    "link_error", "root_id", "parent_id", NULL,
+    "task_id",    "group_id", "chord",     "group_index", "link",
+    "link_error", "root_id",  "parent_id", NULL,
 };
 
 /* chain.apply_async: freezes every step, turns a group followed by a step
@@ -572,12 +570,10 @@ static json_t *apply_chain(cel_worker_t *worker, json_t *sig, json_t *partial,
     json_t *steps = json_array();
     json_t *reversed = json_array(); /* frozen steps, last first */
     json_t *tuple = NULL;
-    if (options == NULL || args == NULL || steps == NULL ||
-        reversed == NULL)
+    if (options == NULL || args == NULL || steps == NULL || reversed == NULL)
         goto done;
     json_t *kwargs = json_object_get(sig, "kwargs");
-    if (flatten_chain(json_object_get(kwargs, "tasks"), steps, 0) !=
-        CEL_OK) {
+    if (flatten_chain(json_object_get(kwargs, "tasks"), steps, 0) != CEL_OK) {
         cel__set_error(worker->last_error,
                        "invalid signature: a chain needs a list of "
                        "signatures in kwargs.tasks");
@@ -611,7 +607,8 @@ static json_t *apply_chain(cel_worker_t *worker, json_t *sig, json_t *partial,
     }
     json_t *link = json_object_get(options, "link");
     if (link != NULL && !json_is_null(link)) {
-        json_t *last_options = options_of(result_holder(json_array_get(reversed, 0)));
+        json_t *last_options =
+            options_of(result_holder(json_array_get(reversed, 0)));
         json_t *list = json_object_get(last_options, "link");
         if (!json_is_array(list)) {
             list = json_array();
@@ -630,8 +627,8 @@ static json_t *apply_chain(cel_worker_t *worker, json_t *sig, json_t *partial,
             json_string_value(json_object_get(options_of(holder), "task_id")),
             parent, NULL);
     }
-    json_t *first = json_incref(
-        json_array_get(reversed, json_array_size(reversed) - 1));
+    json_t *first =
+        json_incref(json_array_get(reversed, json_array_size(reversed) - 1));
     json_array_remove(reversed, json_array_size(reversed) - 1);
     json_t *first_overrides = json_copy(options);
     for (size_t k = 0; CHAIN_OWN_OPTIONS[k] != NULL; k++)
@@ -689,13 +686,14 @@ static json_t *apply_chord(cel_worker_t *worker, json_t *sig, json_t *partial,
                                   "celery.chain", "args", "kwargs", "tasks",
                                   json_array_get(members, 0), body, "options",
                                   "subtask_type", "chain");
-        tuple = chain ? apply_chain(worker, chain, args, options, sender)
-                      : NULL;
+        tuple =
+            chain ? apply_chain(worker, chain, args, options, sender) : NULL;
         json_decref(chain);
         goto done;
     }
     json_t *body_options = options_of(body_copy);
-    const char *task_id = json_string_value(json_object_get(options, "task_id"));
+    const char *task_id =
+        json_string_value(json_object_get(options, "task_id"));
     const char *key;
     json_t *value;
     json_object_foreach(options, key, value) {
@@ -854,9 +852,9 @@ int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
         json_object_set_new(options, "chain", rest);
         sender_t sender;
         sender_of(msg, &sender);
-        status = append_sent(children, apply(worker,
-                                             json_array_get(msg->chain, last),
-                                             partial, options, &sender));
+        status = append_sent(children,
+                             apply(worker, json_array_get(msg->chain, last),
+                                   partial, options, &sender));
     }
 done:
     json_decref(partial);
@@ -864,8 +862,9 @@ done:
     return status;
 }
 
-void cel__canvas_chord_part(cel_worker_t *worker, const cel__task_message_t *msg,
-                            const char *state, json_t *result)
+void cel__canvas_chord_part(cel_worker_t *worker,
+                            const cel__task_message_t *msg, const char *state,
+                            json_t *result)
 {
     if (!json_is_object(msg->chord) || msg->group == NULL || msg->id == NULL ||
         worker->backend != CEL__BACKEND_REDIS)
@@ -883,8 +882,8 @@ static void send_errbacks(cel_worker_t *worker, json_t *errbacks,
         return;
     json_t *group = group_of(errbacks);
     json_t *partial = json_pack("[s]", failed_id);
-    json_t *options = json_pack("{s:s, s:s}", "parent_id", failed_id,
-                                "root_id", root_id ? root_id : failed_id);
+    json_t *options = json_pack("{s:s, s:s}", "parent_id", failed_id, "root_id",
+                                root_id ? root_id : failed_id);
     json_t *sent = group && partial && options
                        ? apply(worker, group, partial, options, NULL)
                        : NULL;
@@ -909,7 +908,8 @@ static void fail_chain(cel_worker_t *worker, const cel__request_t *request,
     json_array_foreach(chain, index, step) {
         json_t *options = json_object_get(step, "options");
         cel__task_message_t target = {0};
-        target.id = (char *)json_string_value(json_object_get(options, "task_id"));
+        target.id =
+            (char *)json_string_value(json_object_get(options, "task_id"));
         target.reply_to =
             (char *)json_string_value(json_object_get(options, "reply_to"));
         target.group =
@@ -982,9 +982,9 @@ static void fail_chord(cel_worker_t *worker, json_t *chord, const char *reason)
     send_errbacks(worker, json_object_get(options, "link_error"), target.id,
                   target.id);
     json_t *exc = cel__exception_new("ChordError", "celery.exceptions", reason);
-    char *traceback = cel__traceback_format(
-        json_string_value(json_object_get(chord, "task")), "ChordError",
-        "celery.exceptions", reason);
+    char *traceback =
+        cel__traceback_format(json_string_value(json_object_get(chord, "task")),
+                              "ChordError", "celery.exceptions", reason);
     cel__store_result(worker, &target, "FAILURE", exc, traceback, NULL);
     free(traceback);
     json_decref(exc);
@@ -1030,9 +1030,10 @@ void cel__chord_complete(cel_worker_t *worker, const char *group_id,
 }
 
 /* Stand-ins until the Redis backend defines the chord primitives. */
-__attribute__((weak)) void cel__chord_part_return(
-    cel_worker_t *worker, const char *group_id, int group_index,
-    const char *task_id, const char *state, json_t *result, json_t *chord)
+__attribute__((weak)) void
+cel__chord_part_return(cel_worker_t *worker, const char *group_id,
+                       int group_index, const char *task_id, const char *state,
+                       json_t *result, json_t *chord)
 {
     (void)group_index, (void)task_id, (void)state, (void)result, (void)chord;
     cel__log(worker->app, CEL_LOG_ERROR, "chord %s: no Redis backend",
@@ -1040,8 +1041,7 @@ __attribute__((weak)) void cel__chord_part_return(
 }
 
 __attribute__((weak)) int cel__chord_set_size(cel_worker_t *worker,
-                                              const char *group_id,
-                                              size_t size)
+                                              const char *group_id, size_t size)
 {
     (void)worker, (void)group_id, (void)size;
     return CEL_EINVAL;

@@ -87,8 +87,8 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
                        json_t *result, double runtime)
 {
     const cel__task_message_t *msg = &request->msg;
-    bool canvas = json_array_size(msg->callbacks) > 0 ||
-                  json_array_size(msg->chain) > 0;
+    bool canvas =
+        json_array_size(msg->callbacks) > 0 || json_array_size(msg->chain) > 0;
     json_t *children = canvas ? json_array() : NULL;
     bool sent = send_follow_ups(worker, request, result, children);
     if (!sent) {

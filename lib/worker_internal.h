@@ -189,8 +189,9 @@ void cel__canvas_on_failure(cel_worker_t *worker, const cel__request_t *request,
                             json_t *exc, const char *traceback);
 
 /* Reports a finished chord header member to the Redis backend. */
-void cel__canvas_chord_part(cel_worker_t *worker, const cel__task_message_t *msg,
-                            const char *state, json_t *result);
+void cel__canvas_chord_part(cel_worker_t *worker,
+                            const cel__task_message_t *msg, const char *state,
+                            json_t *result);
 
 /* The last member of the chord `group_id` finished: sends the body with
  * the header results in order, or fails it with ChordError. `entries` are

@@ -157,18 +157,19 @@ static void fill_integers(cel__task_message_t *msg, json_t *options)
                         ? (int)json_integer_value(priority)
                         : -1;
     json_t *retries = json_object_get(options, "retries");
-    msg->retries =
-        json_is_integer(retries) && json_integer_value(retries) >= 0 &&
-                json_integer_value(retries) < 1000000000
-            ? (int)json_integer_value(retries)
-            : 0;
+    msg->retries = json_is_integer(retries) &&
+                           json_integer_value(retries) >= 0 &&
+                           json_integer_value(retries) < 1000000000
+                       ? (int)json_integer_value(retries)
+                       : 0;
     json_t *index = json_object_get(options, "group_index");
     if (json_is_integer(index) && json_integer_value(index) >= 0 &&
         json_integer_value(index) < 1000000000) {
         msg->group_index = (int)json_integer_value(index);
         msg->has_group_index = true;
     }
-    msg->ignore_result = json_is_true(json_object_get(options, "ignore_result"));
+    msg->ignore_result =
+        json_is_true(json_object_get(options, "ignore_result"));
 }
 
 static int fill_strings(cel__task_message_t *msg, json_t *options,
@@ -219,7 +220,8 @@ int cel__signature_message(json_t *sig, json_t *args, json_t *options,
     }
     out->msg.task = strdup(task);
     out->msg.args = json_incref(args);
-    out->msg.kwargs = json_is_object(kwargs) ? json_copy(kwargs) : json_object();
+    out->msg.kwargs =
+        json_is_object(kwargs) ? json_copy(kwargs) : json_object();
     if (out->msg.task == NULL || out->msg.kwargs == NULL ||
         fill_strings(&out->msg, options, defaults) != CEL_OK) {
         snprintf(why, why_len, "out of memory");

@@ -10,12 +10,12 @@
 
 /* Follow-up messages kept for a later connection; past this many the
  * oldest is dropped, so a long outage cannot exhaust memory. */
-#define KEPT_MESSAGES_MAX 100000
+#define PENDING_MESSAGES_MAX 100000
 /* Task queues declared on this connection before publishing to them. */
 #define DECLARED_MAX 64
 
-typedef struct kept_message {
-    struct kept_message *next;
+typedef struct pending_message {
+    struct pending_message *next;
     char *exchange;
     char *routing_key;
     char *correlation_id;
@@ -25,13 +25,13 @@ typedef struct kept_message {
     json_t *headers;
     char *body;
     size_t body_len;
-} kept_message_t;
+} pending_message_t;
 
 struct cel__canvas {
     char reply_to[37]; /* what Celery calls the app's oid */
-    kept_message_t *head;
-    kept_message_t *tail;
-    size_t kept;
+    pending_message_t *head;
+    pending_message_t *tail;
+    size_t pending_count;
     char *declared[DECLARED_MAX];
     size_t declared_count;
     uint64_t declared_epoch;
@@ -62,7 +62,7 @@ static struct cel__canvas *canvas_of(cel_worker_t *worker)
 
 /* ---- publishing ------------------------------------------------------ */
 
-static void free_kept(kept_message_t *item)
+static void free_pending_message(pending_message_t *item)
 {
     free(item->exchange);
     free(item->routing_key);
@@ -79,11 +79,12 @@ static char *dup_or_null(const char *text)
     return text ? strdup(text) : NULL;
 }
 
-static void keep_message(cel_worker_t *worker, const cel__publish_t *publish,
-                         const char *task_id)
+static void add_pending_message(cel_worker_t *worker,
+                                const cel__publish_t *publish,
+                                const char *task_id)
 {
     struct cel__canvas *canvas = canvas_of(worker);
-    kept_message_t *item = canvas ? calloc(1, sizeof *item) : NULL;
+    pending_message_t *item = canvas ? calloc(1, sizeof *item) : NULL;
     if (item != NULL) {
         item->exchange = dup_or_null(publish->exchange);
         item->routing_key = dup_or_null(publish->routing_key);
@@ -102,19 +103,19 @@ static void keep_message(cel_worker_t *worker, const cel__publish_t *publish,
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Dropping follow-up task %s: out of memory", task_id);
         if (item != NULL)
-            free_kept(item);
+            free_pending_message(item);
         return;
     }
-    if (canvas->kept >= KEPT_MESSAGES_MAX) {
-        kept_message_t *oldest = canvas->head;
+    if (canvas->pending_count >= PENDING_MESSAGES_MAX) {
+        pending_message_t *oldest = canvas->head;
         canvas->head = oldest->next;
-        canvas->kept--;
+        canvas->pending_count--;
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Dropping follow-up task %s: more than %d messages wait "
                  "for the broker",
                  oldest->correlation_id ? oldest->correlation_id : "?",
-                 KEPT_MESSAGES_MAX);
-        free_kept(oldest);
+                 PENDING_MESSAGES_MAX);
+        free_pending_message(oldest);
         if (canvas->head == NULL)
             canvas->tail = NULL;
     }
@@ -123,7 +124,7 @@ static void keep_message(cel_worker_t *worker, const cel__publish_t *publish,
     else
         canvas->head = item;
     canvas->tail = item;
-    canvas->kept++;
+    canvas->pending_count++;
 }
 
 void cel__canvas_flush(cel_worker_t *worker)
@@ -131,7 +132,7 @@ void cel__canvas_flush(cel_worker_t *worker)
     struct cel__canvas *canvas = worker->canvas;
     size_t sent = 0;
     while (canvas != NULL && canvas->head != NULL && worker->broker != NULL) {
-        kept_message_t *item = canvas->head;
+        pending_message_t *item = canvas->head;
         cel__publish_t publish = {
             .exchange = item->exchange,
             .routing_key = item->routing_key,
@@ -149,8 +150,8 @@ void cel__canvas_flush(cel_worker_t *worker)
         canvas->head = item->next;
         if (canvas->head == NULL)
             canvas->tail = NULL;
-        canvas->kept--;
-        free_kept(item);
+        canvas->pending_count--;
+        free_pending_message(item);
         sent++;
     }
     if (sent > 0)
@@ -164,15 +165,15 @@ void cel__canvas_free(cel_worker_t *worker)
     struct cel__canvas *canvas = worker->canvas;
     if (canvas == NULL)
         return;
-    if (canvas->kept > 0)
+    if (canvas->pending_count > 0)
         cel__log(worker->app, CEL_LOG_ERROR,
                  "%zu follow-up tasks were never sent: the broker did not "
                  "come back",
-                 canvas->kept);
+                 canvas->pending_count);
     while (canvas->head != NULL) {
-        kept_message_t *item = canvas->head;
+        pending_message_t *item = canvas->head;
         canvas->head = item->next;
-        free_kept(item);
+        free_pending_message(item);
     }
     for (size_t i = 0; i < canvas->declared_count; i++)
         free(canvas->declared[i]);
@@ -181,7 +182,7 @@ void cel__canvas_free(cel_worker_t *worker)
 }
 
 /* Declares a queue once per connection, as Celery's producer declares the
- * queue it routes to, so a follow-up for a queue nobody consumes yet waits
+ * queue it routes to, so a follow-up for a queue without consumers waits
  * there. A refused declaration is logged; the message is still sent. */
 static void declare_once(cel_worker_t *worker, const char *queue)
 {
@@ -260,7 +261,7 @@ static int send_message(cel_worker_t *worker, cel__sig_message_t *out)
                  "Cannot send follow-up task %s[%s] now; it is kept for the "
                  "next connection",
                  out->msg.task, out->msg.id);
-        keep_message(worker, &publish, out->msg.id);
+        add_pending_message(worker, &publish, out->msg.id);
     } else {
         cel__log(worker->app, CEL_LOG_DEBUG, "Sent follow-up task %s[%s]",
                  out->msg.task, out->msg.id);
@@ -397,9 +398,10 @@ static json_t *apply_group(cel_worker_t *worker, json_t *sig, json_t *partial,
     if (options == NULL || args == NULL || results == NULL)
         goto done;
     char group_id[37];
-    const char *given = json_string_value(json_object_get(options, "task_id"));
-    if (given != NULL && strlen(given) < sizeof group_id)
-        strcpy(group_id, given);
+    const char *frozen_id =
+        json_string_value(json_object_get(options, "task_id"));
+    if (frozen_id != NULL && strlen(frozen_id) < sizeof group_id)
+        strcpy(group_id, frozen_id);
     else
         new_id(group_id);
     json_object_del(options, "task_id");
@@ -423,10 +425,10 @@ static json_t *apply_group(cel_worker_t *worker, json_t *sig, json_t *partial,
         if (!json_is_integer(json_object_get(member_options, "group_index")))
             json_object_set_new(member_options, "group_index",
                                 json_integer((json_int_t)index));
-        json_t *one = apply(worker, member, args, options, sender);
-        if (one == NULL)
+        json_t *member_result = apply(worker, member, args, options, sender);
+        if (member_result == NULL)
             goto done;
-        json_array_append_new(results, one);
+        json_array_append_new(results, member_result);
     }
     tuple = result_tuple(group_id, NULL, json_incref(results));
 done:

@@ -35,6 +35,7 @@ struct cel__canvas {
     char *declared[DECLARED_MAX];
     size_t declared_count;
     uint64_t declared_epoch;
+    bool chord_refused; /* the last error was a chord without Redis */
 };
 
 /* The task whose end sends the follow-ups: the parent of what it sends. */
@@ -379,6 +380,7 @@ static bool chords_supported(cel_worker_t *worker)
 {
     if (worker->backend == CEL__BACKEND_REDIS)
         return true;
+    worker->canvas->chord_refused = true;
     cel__set_error(worker->last_error,
                    "cannot start a chord: chords need the Redis result "
                    "backend");
@@ -843,8 +845,9 @@ int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
     json_t *partial = json_pack("[O]", result);
     json_t *options = parent_options(msg);
     int status = CEL_ENOMEM;
-    if (partial == NULL || options == NULL)
+    if (partial == NULL || options == NULL || canvas_of(worker) == NULL)
         goto done;
+    worker->canvas->chord_refused = false;
     status = send_callbacks(worker, msg, partial, options, children);
     if (status == CEL_OK && has_chain) {
         size_t last = json_array_size(msg->chain) - 1;
@@ -861,6 +864,8 @@ int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
 done:
     json_decref(partial);
     json_decref(options);
+    if (status != CEL_OK && worker->canvas && worker->canvas->chord_refused)
+        return CEL_EBACKEND;
     return status;
 }
 

@@ -73,13 +73,18 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
 static bool send_follow_ups(cel_worker_t *worker, const cel__request_t *request,
                             json_t *result, json_t *children)
 {
-    if (cel__canvas_on_success(worker, request, result, children) == CEL_OK)
+    int status = cel__canvas_on_success(worker, request, result, children);
+    if (status == CEL_OK)
         return true;
     cel__log(worker->app, CEL_LOG_ERROR,
              "Task %s[%s] succeeded but its follow-up tasks cannot be sent: "
              "%s",
              request->msg.task, request->msg.id, worker->last_error);
-    on_failure(worker, request, "ValueError", "builtins", worker->last_error);
+    /* Celery raises NotImplementedError for a chord on a backend without
+     * chord support, and a signature error for the rest. */
+    on_failure(worker, request,
+               status == CEL_EBACKEND ? "NotImplementedError" : "ValueError",
+               "builtins", worker->last_error);
     return false;
 }
 

@@ -178,7 +178,8 @@ bool cel__stores_errors(const cel_worker_t *worker, const cel_task_t *task);
 /* Sends the callbacks and the next chain element of a task that succeeded,
  * appending the result tuple of each message sent to `children`. Returns
  * CEL_OK, or an error with the reason in worker->last_error when a
- * signature cannot be applied (the task then fails). */
+ * signature cannot be applied (the task then fails): CEL_EBACKEND for a
+ * chord without the Redis backend, another error for an invalid one. */
 int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
                            json_t *result, json_t *children);
 

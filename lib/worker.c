@@ -185,7 +185,10 @@ static char *bytes_dup(amqp_bytes_t bytes)
 {
     char *text = malloc(bytes.len + 1);
     if (text != NULL) {
-        memcpy(text, bytes.bytes, bytes.len);
+        /* rabbitmq-c leaves bytes NULL for an empty string, such as an
+         * empty reply_to, and memcpy from NULL is undefined even for 0. */
+        if (bytes.len > 0)
+            memcpy(text, bytes.bytes, bytes.len);
         text[bytes.len] = '\0';
     }
     return text;

@@ -172,6 +172,49 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
                              json_t *result, const char *traceback,
                              json_t *children);
 
+/* True for Celery's READY_STATES: SUCCESS, FAILURE and REVOKED. */
+bool cel__result_state_is_ready(const char *status);
+
+/* One state of a task as the redis backend stores it. Borrowed members;
+ * NULL result is null, NULL children is [], NULL group_id and parent_id
+ * leave those keys out. */
+typedef struct cel__result_meta {
+    const char *task_id;
+    const char *status;
+    json_t *result;
+    const char *traceback;
+    json_t *children;
+    const char *group_id;
+    const char *parent_id;
+    double date_done; /* epoch seconds; written for READY states only */
+} cel__result_meta_t;
+
+/*
+ * Encodes the redis meta as Celery 5.2 writes it, with json.dumps spacing:
+ * {"status", "result", "traceback", "children", "date_done", ["group_id"],
+ * ["parent_id"], "task_id"}. date_done is naive UTC isoformat
+ * (2026-12-04T09:29:03.378759) for READY states and null otherwise.
+ * Returns malloc'd text, or NULL on ENOMEM or a NULL task_id or status.
+ */
+char *cel__result_encode_meta(const cel__result_meta_t *meta);
+
+/*
+ * Encodes a chord header result as Celery's redis backend adds it to the
+ * celery-taskset-meta-<gid>.j sorted set: [1, "<task_id>", "<state>",
+ * <result>], byte for byte as json.dumps writes it, so that entries from
+ * Python workers compare equal. `result` is borrowed (NULL: null).
+ * Returns malloc'd text or NULL.
+ */
+char *cel__chord_entry_encode(const char *task_id, const char *state,
+                              json_t *result);
+
+/*
+ * Returns the JSON text Python's json.dumps() writes for `value` with its
+ * defaults (", " and ": " separators, ensure_ascii, float repr, keys in
+ * insertion order). NULL stands for null. Malloc'd; NULL on ENOMEM.
+ */
+char *cel__json_dumps_python(json_t *value);
+
 /*
  * Formats a Python-style traceback text for an exception raised by C code,
  * ending in "<exc_type>: <message>\n". Returns malloc'd text.

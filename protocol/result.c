@@ -50,6 +50,98 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
     return text;
 }
 
+bool cel__result_state_is_ready(const char *status)
+{
+    return status != NULL &&
+           (strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
+            strcmp(status, "REVOKED") == 0);
+}
+
+/* Python's datetime.utcnow().isoformat(): no offset, and the microseconds
+ * left out when they are 0. */
+static int format_naive_utc(double epoch, char *buf, size_t buf_len)
+{
+    char aware[40];
+    if (cel__iso8601_format(epoch, aware, sizeof aware) != 0)
+        return CEL_EINVAL;
+    size_t len = strlen(aware) - strlen("+00:00");
+    if (len >= buf_len)
+        return CEL_EINVAL;
+    memcpy(buf, aware, len);
+    buf[len] = '\0';
+    return 0;
+}
+
+static json_t *string_or_null(const char *text)
+{
+    return text ? json_string(text) : json_null();
+}
+
+/* Builds the meta object with Celery's key order. Returns a new reference
+ * or NULL. */
+static json_t *build_meta(const cel__result_meta_t *meta)
+{
+    char date_done[40];
+    bool ready = cel__result_state_is_ready(meta->status);
+    if (ready &&
+        format_naive_utc(meta->date_done, date_done, sizeof date_done) != 0)
+        return NULL;
+
+    json_t *object = json_object();
+    if (object == NULL)
+        return NULL;
+    int failed = 0;
+    failed |= json_object_set_new(object, "status", json_string(meta->status));
+    failed |= json_object_set(object, "result",
+                              meta->result ? meta->result : json_null());
+    failed |= json_object_set_new(object, "traceback",
+                                  string_or_null(meta->traceback));
+    failed |= json_object_set_new(object, "children",
+                                  meta->children ? json_incref(meta->children)
+                                                 : json_array());
+    failed |= json_object_set_new(object, "date_done",
+                                  ready ? json_string(date_done) : json_null());
+    if (meta->group_id != NULL)
+        failed |= json_object_set_new(object, "group_id",
+                                      json_string(meta->group_id));
+    if (meta->parent_id != NULL)
+        failed |= json_object_set_new(object, "parent_id",
+                                      json_string(meta->parent_id));
+    failed |=
+        json_object_set_new(object, "task_id", json_string(meta->task_id));
+    if (failed) {
+        json_decref(object);
+        return NULL;
+    }
+    return object;
+}
+
+char *cel__result_encode_meta(const cel__result_meta_t *meta)
+{
+    if (meta->task_id == NULL || meta->status == NULL)
+        return NULL;
+    json_t *object = build_meta(meta);
+    if (object == NULL)
+        return NULL;
+    char *text = cel__json_dumps_python(object);
+    json_decref(object);
+    return text;
+}
+
+char *cel__chord_entry_encode(const char *task_id, const char *state,
+                              json_t *result)
+{
+    if (task_id == NULL || state == NULL)
+        return NULL;
+    json_t *entry = json_pack("[i, s, s, O]", 1, task_id, state,
+                              result ? result : json_null());
+    if (entry == NULL)
+        return NULL;
+    char *text = cel__json_dumps_python(entry);
+    json_decref(entry);
+    return text;
+}
+
 char *cel__traceback_format(const char *task_name, const char *exc_type,
                             const char *exc_module, const char *message)
 {

@@ -10,10 +10,10 @@ SANITIZE ?=
 
 WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral
-PKGS = librabbitmq jansson zlib uuid
+PKGS = librabbitmq jansson zlib uuid hiredis libssl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-                echo -lrabbitmq -ljansson -lz -luuid)
+                echo -lrabbitmq -ljansson -lz -luuid -lhiredis -lssl -lcrypto)
 
 ifneq ($(SANITIZE),)
 SAN_FLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer \

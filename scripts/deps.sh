@@ -19,6 +19,7 @@ BUILD_PACKAGES=(
     librabbitmq-dev
     libjansson-dev
     libhiredis-dev
+    libssl-dev
     uuid-dev
     zlib1g-dev
 )
@@ -33,6 +34,7 @@ TEST_PACKAGES=(
     libclang-rt-14-dev
     rabbitmq-server
     redis-server
+    openssl
     python3-celery
     python3-pytest
     python3-redis
@@ -47,6 +49,7 @@ RUNTIME_PACKAGES=(
     librabbitmq4
     libjansson4
     libhiredis0.14
+    libssl3
     libuuid1
     zlib1g
 )

@@ -1,5 +1,7 @@
 /* Result storing. The rpc:// backend sends each state as a message to the
- * client's reply_to queue through the default exchange. */
+ * client's reply_to queue through the default exchange; redis:// is in
+ * backend_redis.c. Writes that cannot be done yet wait in one ordered
+ * pending list. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,16 +26,18 @@ static int publish_result(cel_worker_t *worker, const char *reply_to,
     return cel__broker_publish(worker->broker, &msg);
 }
 
-static void free_pending(cel__pending_result_t *item)
+void cel__pending_free(cel__pending_result_t *item)
 {
+    free(item->task_id);
     free(item->reply_to);
     free(item->correlation_id);
     free(item->body);
+    free(item->group_id);
+    json_decref(item->chord);
     free(item);
 }
 
-/* Unlinks and returns the oldest kept result; the list must not be empty. */
-static cel__pending_result_t *pop_pending(cel_worker_t *worker)
+cel__pending_result_t *cel__pending_pop(cel_worker_t *worker)
 {
     cel__pending_result_t *oldest = worker->pending_head;
     worker->pending_head = oldest->next;
@@ -45,34 +49,18 @@ static cel__pending_result_t *pop_pending(cel_worker_t *worker)
 
 static void drop_oldest_pending(cel_worker_t *worker)
 {
-    cel__pending_result_t *oldest = pop_pending(worker);
+    cel__pending_result_t *oldest = cel__pending_pop(worker);
     cel__log(worker->app, CEL_LOG_ERROR,
-             "Dropping the result for %s: more than %d results wait for the "
-             "broker",
-             oldest->correlation_id, PENDING_RESULTS_MAX);
-    free_pending(oldest);
+             "Dropping the %s for task %s: more than %d results wait for "
+             "the %s",
+             oldest->kind == CEL__PENDING_CHORD_PART ? "chord part" : "result",
+             oldest->task_id, PENDING_RESULTS_MAX,
+             oldest->kind == CEL__PENDING_RPC ? "broker" : "Redis backend");
+    cel__pending_free(oldest);
 }
 
-/* Keeps a result for the next connection. Takes ownership of `body`. */
-static void keep_pending(cel_worker_t *worker, const char *reply_to,
-                         const char *correlation_id, char *body)
+void cel__pending_keep(cel_worker_t *worker, cel__pending_result_t *item)
 {
-    cel__pending_result_t *item = calloc(1, sizeof *item);
-    if (item != NULL) {
-        item->reply_to = strdup(reply_to);
-        item->correlation_id = strdup(correlation_id);
-        item->body = body;
-    }
-    if (item == NULL || item->reply_to == NULL ||
-        item->correlation_id == NULL) {
-        cel__log(worker->app, CEL_LOG_ERROR,
-                 "Dropping the result for %s: out of memory", correlation_id);
-        if (item != NULL)
-            free_pending(item); /* frees body too */
-        else
-            free(body);
-        return;
-    }
     if (worker->pending_count >= PENDING_RESULTS_MAX)
         drop_oldest_pending(worker);
     if (worker->pending_tail != NULL)
@@ -83,15 +71,44 @@ static void keep_pending(cel_worker_t *worker, const char *reply_to,
     worker->pending_count++;
 }
 
+/* Keeps an rpc result for the next connection. Takes ownership of `body`. */
+static void keep_rpc_result(cel_worker_t *worker, const char *task_id,
+                            const char *reply_to, const char *correlation_id,
+                            char *body)
+{
+    cel__pending_result_t *item = calloc(1, sizeof *item);
+    if (item != NULL) {
+        item->kind = CEL__PENDING_RPC;
+        item->task_id = strdup(task_id);
+        item->reply_to = strdup(reply_to);
+        item->correlation_id = strdup(correlation_id);
+        item->body = body;
+    }
+    if (item == NULL || item->task_id == NULL || item->reply_to == NULL ||
+        item->correlation_id == NULL) {
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "Dropping the result for %s: out of memory", task_id);
+        if (item != NULL)
+            cel__pending_free(item); /* frees body too */
+        else
+            free(body);
+        return;
+    }
+    cel__pending_keep(worker, item);
+}
+
 void cel__flush_pending_results(cel_worker_t *worker)
 {
+    /* The redis backend flushes from the main loop, broker or not. */
+    if (worker->backend != CEL__BACKEND_RPC)
+        return;
     size_t sent = 0;
     while (worker->pending_head != NULL && worker->broker != NULL) {
         cel__pending_result_t *item = worker->pending_head;
         if (publish_result(worker, item->reply_to, item->correlation_id,
                            item->body) != CEL_OK)
             break;
-        free_pending(pop_pending(worker));
+        cel__pending_free(cel__pending_pop(worker));
         sent++;
     }
     if (sent > 0)
@@ -102,7 +119,7 @@ void cel__flush_pending_results(cel_worker_t *worker)
 void cel__free_pending_results(cel_worker_t *worker)
 {
     while (worker->pending_head != NULL)
-        free_pending(pop_pending(worker));
+        cel__pending_free(cel__pending_pop(worker));
 }
 
 void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
@@ -112,8 +129,14 @@ void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
     const char *task_id = msg->id;
     const char *reply_to = msg->reply_to;
     const char *correlation_id = msg->correlation_id;
-    if (worker->backend == CEL__BACKEND_DISABLED || reply_to == NULL ||
-        reply_to[0] == '\0' || task_id == NULL)
+    if (worker->backend == CEL__BACKEND_DISABLED || task_id == NULL)
+        return;
+    if (worker->backend == CEL__BACKEND_REDIS) {
+        /* Clients read Redis by task id, so reply_to does not matter. */
+        cel__redis_store(worker, msg, status, result, traceback, children);
+        return;
+    }
+    if (reply_to == NULL || reply_to[0] == '\0')
         return;
 
     char *body =
@@ -135,7 +158,7 @@ void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
                  "Cannot send the %s result of task %s to %s now (%s); it "
                  "is kept for the next connection",
                  status, task_id, reply_to, cel__broker_error(worker->broker));
-    keep_pending(worker, reply_to, correlation, body);
+    keep_rpc_result(worker, task_id, reply_to, correlation, body);
 }
 
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,

@@ -34,6 +34,8 @@ typedef struct cel__settings {
     double broker_connection_timeout;
     double task_time_limit;
     double task_soft_time_limit;
+    double redis_socket_timeout;         /* seconds per read or write */
+    double redis_socket_connect_timeout; /* seconds */
     int result_expires;
     int max_body_size;  /* celeriac_max_body_size, bytes */
     int max_headers;    /* celeriac_max_headers */

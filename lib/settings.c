@@ -76,6 +76,12 @@ static const setting_t SETTINGS[] = {
      RANGE(0, 1e9)},
     {"result_expires", KIND_INT, FIELD(result_expires), "86400",
      RANGE(0, INT_MAX)},
+    /* Celery waits up to 120 s on a Redis reply and has no connect timeout.
+     * celeriac's main loop waits on these too, so its defaults are short. */
+    {"redis_socket_timeout", KIND_FLOAT, FIELD(redis_socket_timeout), "5.0",
+     RANGE(0.001, 3600)},
+    {"redis_socket_connect_timeout", KIND_FLOAT,
+     FIELD(redis_socket_connect_timeout), "1.0", RANGE(0.001, 3600)},
     /* For the three caps, 0 means the built-in default. */
     {"celeriac_max_body_size", KIND_INT, FIELD(max_body_size), "134217728",
      RANGE(0, INT_MAX)},

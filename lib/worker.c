@@ -59,6 +59,7 @@ void cel_worker_free(cel_worker_t *worker)
     }
     cel__free_pending_results(worker);
     cel__canvas_free(worker);
+    cel__redis_backend_free(worker);
     for (size_t i = 0; i < worker->queue_count; i++)
         free(worker->queues[i]);
     free(worker->queues);
@@ -639,6 +640,9 @@ static double next_wait(const cel_worker_t *worker)
         if (until < wait)
             wait = until > 0 ? until : 0;
     }
+    double backend = cel__redis_backend_next_wait(worker);
+    if (backend >= 0 && backend < wait)
+        wait = backend;
     return wait;
 }
 
@@ -667,6 +671,7 @@ static bool wait_for_input(cel_worker_t *worker, double seconds)
                  strerror(errno));
     worker->pool->ops->process(worker->pool, fds + broker_fds,
                                count - broker_fds);
+    cel__redis_backend_service(worker);
     if (worker->broker == NULL)
         return false;
     double now = cel__monotonic();
@@ -780,6 +785,7 @@ static void warm_shutdown(cel_worker_t *worker)
         cel__canvas_flush(worker);
         cel__event_worker(worker, "worker-offline");
     }
+    cel__redis_backend_drain(worker);
     if (worker->pending_count > 0)
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Exiting with %zu results that could not be sent",
@@ -861,13 +867,25 @@ static int configure(cel_worker_t *worker)
 {
     cel__settings_t *settings = &worker->app->settings;
     const char *backend = settings->result_backend;
-    if (backend == NULL || strcmp(backend, "disabled") == 0)
+    if (backend == NULL || strcmp(backend, "disabled") == 0) {
         worker->backend = CEL__BACKEND_DISABLED;
-    else if (strncmp(backend, "rpc://", 6) == 0 || strcmp(backend, "rpc") == 0)
+    } else if (strncmp(backend, "rpc://", 6) == 0 ||
+               strcmp(backend, "rpc") == 0) {
         worker->backend = CEL__BACKEND_RPC;
-    else {
+    } else if (strncmp(backend, "redis://", 8) == 0 ||
+               strncmp(backend, "rediss://", 9) == 0) {
+        worker->backend = CEL__BACKEND_REDIS;
+        int status = cel__redis_backend_open(worker);
+        if (status != CEL_OK)
+            return status == CEL_ENOMEM ? CEL_ENOMEM : CEL_EINVAL;
+    } else {
+        /* Only the scheme is shown: the rest may hold a password. */
+        const char *scheme_end = strstr(backend, "://");
         cel__set_error(worker->last_error,
-                       "result backend '%s' is not supported: use rpc://",
+                       "result backend '%.*s' is not supported: use rpc://, "
+                       "redis:// or rediss://",
+                       scheme_end ? (int)(scheme_end - backend + 3)
+                                  : (int)strlen(backend),
                        backend);
         return CEL_EINVAL;
     }

@@ -17,13 +17,25 @@ typedef struct cel__request_queue {
     size_t cap;
 } cel__request_queue_t;
 
-/* A result message that could not be published yet, kept for the next
- * connection. */
+/* What a kept backend write is. */
+typedef enum cel__pending_kind {
+    CEL__PENDING_RPC,          /* a result message for the broker */
+    CEL__PENDING_REDIS_RESULT, /* a task meta for Redis */
+    CEL__PENDING_CHORD_PART,   /* a chord header result for Redis */
+} cel__pending_kind_t;
+
+/* A backend write that could not be done yet, kept in order for the next
+ * connection. Strings are owned. */
 typedef struct cel__pending_result {
     struct cel__pending_result *next;
-    char *reply_to;
-    char *correlation_id;
-    char *body;
+    cel__pending_kind_t kind;
+    char *task_id;
+    char *reply_to;       /* rpc only */
+    char *correlation_id; /* rpc only */
+    char *body;           /* rpc message, redis meta, or chord entry */
+    char *group_id;       /* chord part only */
+    int group_index;      /* chord part only; -1 for none (score +inf) */
+    json_t *chord;        /* chord part only: the body signature, owned */
 } cel__pending_result_t;
 
 typedef enum cel__backend_kind {
@@ -43,6 +55,7 @@ struct cel_worker {
     uint64_t connection_epoch;
     cel__limits_t limits;
     cel__backend_kind_t backend;
+    struct cel__redis_backend *redis; /* CEL__BACKEND_REDIS only */
 
     cel__pool_t *pool;
     cel__request_queue_t ready;
@@ -156,9 +169,46 @@ void cel__control_handle(cel_worker_t *worker, amqp_envelope_t *envelope);
 void cel__revoke_request(cel_worker_t *worker, cel__request_t *request,
                          const char *reason, int signum);
 
-/* Publishes the results kept while the broker was away. */
+/* Publishes the rpc results kept while the broker was away. */
 void cel__flush_pending_results(cel_worker_t *worker);
 void cel__free_pending_results(cel_worker_t *worker);
+
+/* Appends a write to the pending list, dropping the oldest past the cap
+ * of 100000. Takes ownership of `item`. */
+void cel__pending_keep(cel_worker_t *worker, cel__pending_result_t *item);
+/* Unlinks and returns the oldest kept write; the list must not be empty. */
+cel__pending_result_t *cel__pending_pop(cel_worker_t *worker);
+void cel__pending_free(cel__pending_result_t *item);
+
+/* ---- the redis result backend (backend_redis.c) ---- */
+
+/* Parses the redis:// or rediss:// result_backend URL, then connects once.
+ * Returns CEL_EINVAL with the reason in worker->last_error for a bad URL;
+ * an unreachable server is only logged, and retried later. */
+int cel__redis_backend_open(cel_worker_t *worker);
+void cel__redis_backend_free(cel_worker_t *worker);
+
+/* Writes the meta of one task state, or keeps it in order while Redis is
+ * unreachable. Arguments as for cel__store_result. */
+void cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
+                      const char *status, json_t *result, const char *traceback,
+                      json_t *children);
+
+/* Called on every pass of the main loop: reconnects with a backoff (0.1 s
+ * doubling to 5 s) and writes the kept results in slices, so the loop is
+ * never held for long. */
+void cel__redis_backend_service(cel_worker_t *worker);
+/* Seconds until cel__redis_backend_service has work, or -1 for none. */
+double cel__redis_backend_next_wait(const cel_worker_t *worker);
+/* At shutdown: one more connect when needed, then every kept write. */
+void cel__redis_backend_drain(cel_worker_t *worker);
+
+/* Stores STARTED for a request that is about to run, when
+ * task_track_started is set and the task stores results, with the result
+ * {"pid": request->worker_pid (or this process when 0), "hostname":
+ * nodename}, as Celery does. Works with rpc and redis. Call it while the
+ * request is alive and before its outcome is stored. */
+void cel__store_started(cel_worker_t *worker, const cel__request_t *request);
 
 /* Settles a message on the current connection; a tag from an earlier
  * connection is dropped, because the broker has requeued it already. */

@@ -196,6 +196,7 @@ static void log_banner(int level, const cel_app_t *app, const char *nodename)
     if (strcmp(backend, "None") == 0)
         snprintf(backend, sizeof backend, "disabled");
     mask_password(broker);
+    mask_password(backend);
     char line[1024];
     snprintf(line, sizeof line,
              "celeriac %s worker %s: broker %s, results %s, pool %s",

@@ -117,6 +117,9 @@ def start_worker(worker):
 
 
 def warm_up(worker):
+    if support.is_redis_backend(worker.result_backend):
+        warm_up_redis(worker)
+        return
     replies = support.ReplyQueue()
     try:
         for _ in range(2):
@@ -130,6 +133,22 @@ def warm_up(worker):
         ) from error
     finally:
         replies.close()
+
+
+def warm_up_redis(worker):
+    """Run the warm-up tasks on a worker that stores its results in Redis."""
+    client = support.redis_client(worker.result_backend)
+    try:
+        for _ in range(2):
+            task_id = support.publish_task_v2(worker.queue, "tasks.add", args=[1, 1])
+            support.wait_for_redis_meta(client, task_id, timeout=support.READY_TIMEOUT)
+    except TimeoutError as error:
+        raise RuntimeError(
+            f"{worker.kind} worker did not run its warm-up task: {error}; "
+            f"log {worker.log_path}:\n{worker.log_tail()}"
+        ) from error
+    finally:
+        client.close()
 
 
 def stop_worker(worker, delete_queue=True):

@@ -749,3 +749,156 @@ class DeadLetterQueue:
         self.channel.queue_delete(self.name)
         self.channel.exchange_delete(self.exchange)
         self.connection.close()
+
+
+# ---------------------------------------------------------------------------
+# Redis result backend
+# ---------------------------------------------------------------------------
+
+REDIS_START_TIMEOUT = 10.0
+
+
+def is_redis_backend(url):
+    return url.startswith(("redis://", "rediss://"))
+
+
+def redis_client(url=REDIS_BACKEND):
+    """Return a redis-py client for a redis:// or rediss:// backend URL."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_meta(client, task_id):
+    """Return the decoded meta stored for ``task_id``, or None."""
+    raw = client.get(f"celery-task-meta-{task_id}")
+    return None if raw is None else json.loads(raw)
+
+
+def wait_for_redis_meta(client, task_id, timeout=RESULT_TIMEOUT,
+                        states=("SUCCESS", "FAILURE", "REVOKED")):
+    """Poll Redis until the meta of ``task_id`` has a state in ``states``; return it."""
+    deadline = time.monotonic() + timeout
+    meta = None
+    while time.monotonic() < deadline:
+        try:
+            meta = redis_meta(client, task_id)
+        except OSError:
+            meta = None
+        if meta is not None and meta.get("status") in states:
+            return meta
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"no {'/'.join(states)} meta for task {task_id} in Redis within {timeout} s; "
+        f"last seen: {meta!r}"
+    )
+
+
+def port_is_listening(port, host="127.0.0.1", timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on 127.0.0.1, in a temporary folder.
+
+    The shared Redis on 6379 serves other work, so tests that need a
+    password, TLS or a restart start one of these. With ``tls`` the server
+    listens with TLS only, on ``port``, using a self-signed certificate made
+    with openssl for 127.0.0.1 (``self.ca_file``). Data is kept in an
+    append-only file with fsync on every write, so a restart keeps it.
+    """
+
+    def __init__(self, port, password=None, tls=False):
+        import shutil
+        import tempfile
+
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed")
+        if port_is_listening(port):
+            raise RuntimeError(f"port {port} is already in use")
+        self.port = port
+        self.password = password
+        self.tls = tls
+        self.folder = Path(tempfile.mkdtemp(prefix="interop-redis-"))
+        self.log_path = self.folder / "redis.log"
+        self.ca_file = self.folder / "cert.pem"
+        self.key_file = self.folder / "key.pem"
+        self.process = None
+        if tls:
+            self._make_certificate()
+
+    def _make_certificate(self):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", str(self.key_file), "-out", str(self.ca_file), "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )
+
+    def command(self):
+        command = ["redis-server", "--bind", "127.0.0.1", "--dir", str(self.folder),
+                   "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                   "--logfile", str(self.log_path)]
+        if self.tls:
+            command += ["--port", "0", "--tls-port", str(self.port),
+                        "--tls-cert-file", str(self.ca_file),
+                        "--tls-key-file", str(self.key_file),
+                        "--tls-auth-clients", "no"]
+        else:
+            command += ["--port", str(self.port)]
+        if self.password is not None:
+            command += ["--requirepass", self.password]
+        return command
+
+    def url(self, db=0, password=None, query=""):
+        """Return the backend URL; ``password`` overrides the server's own."""
+        password = self.password if password is None else password
+        auth = f":{password}@" if password else ""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/{db}{query}"
+
+    def tls_url(self, db=0, cert_reqs="required"):
+        """Return a rediss:// URL that trusts this server's certificate."""
+        return self.url(db, query=f"?ssl_cert_reqs={cert_reqs}&ssl_ca_certs={self.ca_file}")
+
+    def start(self):
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with status {self.process.returncode}; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            if port_is_listening(self.port):
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"redis-server did not listen on {self.port} within "
+                           f"{REDIS_START_TIMEOUT} s; log {self.log_path}")
+
+    def kill(self):
+        """SIGKILL the server, as a crash would end it, and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self):
+        import shutil
+
+        self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def log_tail(self, lines=LOG_TAIL_LINES):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,31 +1,42 @@
 #!/usr/bin/python3
-"""Time how fast a worker drains a preloaded queue of tasks.add messages.
+"""Time how fast a worker drains a preloaded queue of Celery task messages.
 
-For each worker (Python Celery's solo pool, then build/celeriac) and each
-result mode, the benchmark:
+For each worker and each result mode, the benchmark:
 
-1. publishes N ``tasks.add(i, i)`` messages with the real Celery client
-   (``send_task``) to a fresh queue ``bench-<pid>-<worker>-<mode>``,
+1. publishes N messages with the real Celery client (``send_task``) to a
+   fresh queue ``bench-<pid>-...``: ``tasks.add(i, i)``, or
+   ``tasks.echo(<string>)`` with ``--payload-bytes``,
 2. starts the worker on that queue,
 3. measures from the first message the worker takes to the last one done,
-4. records the worker's peak RSS (VmHWM from /proc/PID/status), stops it and
-   deletes the queue.
+4. records the peak RSS of the worker and its children (the sum of VmHWM
+   from /proc/PID/status), stops the worker and deletes the queue.
+
+Workers:
+- ``python``: Python Celery on the twin tasks in tests/interop/pytasks.py.
+- ``celeriac``: build/celeriac on build/demo_tasks.so.
+- ``ceiling``: build/bench/ceiling, which replies to each message without
+  decoding it. Its prefetch count is the one a worker with the same -c uses
+  (prefetch multiplier times concurrency), so its rate is the broker ceiling.
 
 Result modes:
 - ``none``: messages carry ignore_result=True. The clock starts when the
   queue's ready count first drops below N and stops when it reaches 0,
-  polled every 50 ms with a passive queue.declare. At that point up to
-  prefetch-count messages (4 with -c 1) may still be unacked, so the end
-  time is early by the time of those few tasks. The run then checks with
-  rabbitmqctl that no message is left.
+  polled every 20 ms with a passive queue.declare. At that point up to
+  prefetch-count messages may still be unacked, so the end time is early by
+  the time of those few tasks. After the worker stops, the run checks that
+  the queue is empty, which fails if the worker left messages unacked.
 - ``rpc``: messages carry reply_to = a queue this script declares, and the
   worker runs with --result-backend rpc://. The clock runs from the first
   result received to the N-th.
+
+``--max-seconds`` caps the measured time of a run: the run then reports the
+tasks done within the cap, which is how slow workers are kept short.
 
 Everything runs against 127.0.0.1 and every wait has a timeout.
 """
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import signal
@@ -39,63 +50,131 @@ from celery import Celery
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-POLL_INTERVAL = 0.05
-WORKER_START_TIMEOUT = 60.0
+BROKER_HOST = "127.0.0.1:5672"
+POLL_INTERVAL = 0.02
 STOP_TIMEOUT = 20.0
+SETTLE_TIMEOUT = 10.0
 
 PYTHON_TASKS = REPO_ROOT / "tests" / "interop" / "pytasks.py"
-FALLBACK_PYTHON_TASKS = REPO_ROOT / "bench" / "pytasks_bench.py"
-CELERIAC = REPO_ROOT / "build" / "celeriac"
-DEMO_TASKS = REPO_ROOT / "build" / "demo_tasks.so"
+# The Makefile's BUILD folder; `make bench` passes it on.
+BUILD_DIR = REPO_ROOT / os.environ.get("CELERIAC_BUILD_DIR", "build")
+CELERIAC = BUILD_DIR / "celeriac"
+DEMO_TASKS = BUILD_DIR / "demo_tasks.so"
+CEILING = BUILD_DIR / "bench" / "ceiling"
+LOG_DIR = BUILD_DIR / "bench"
+
+# Celery's and celeriac's default worker_prefetch_multiplier.
+DEFAULT_PREFETCH_MULTIPLIER = 4
 
 
-def python_worker_command(queue, loglevel, result_mode, prefetch, pool, concurrency):
-    module_path = PYTHON_TASKS if PYTHON_TASKS.exists() else FALLBACK_PYTHON_TASKS
+@dataclasses.dataclass
+class Drain:
+    """One drain run: which worker, on what workload."""
+
+    worker: str
+    pool: str
+    concurrency: int
+    results: str
+    tasks: int
+    payload_bytes: int = 0
+    prefetch_multiplier: int | None = None
+    max_seconds: float | None = None
+    loglevel: str = "warning"
+
+    def pool_label(self):
+        if self.worker == "ceiling":
+            return f"prefetch {self.prefetch_count()}"
+        return f"{self.pool} -c {self.concurrency}"
+
+    def prefetch_count(self):
+        multiplier = self.prefetch_multiplier or DEFAULT_PREFETCH_MULTIPLIER
+        return multiplier * self.concurrency
+
+    def slug(self):
+        payload = f"-{self.payload_bytes}b" if self.payload_bytes else ""
+        return f"{self.worker}-{self.pool}{self.concurrency}-{self.results}{payload}"
+
+
+def python_worker_command(drain, queue):
     command = [
-        "/usr/bin/python3", "-m", "celery", "-A", module_path.stem, "-b", BROKER_URL,
+        "/usr/bin/python3", "-m", "celery", "-A", PYTHON_TASKS.stem, "-b", BROKER_URL,
     ]
-    if result_mode == "rpc":
+    if drain.results == "rpc":
         command += ["--result-backend", "rpc://"]
     command += [
-        "worker", "-P", pool, "-c", str(concurrency), "-Q", queue, "-n", f"bench-python-{os.getpid()}@%h",
-        "-l", loglevel, "--without-mingle", "--without-gossip",
+        "worker", "-P", drain.pool, "-c", str(drain.concurrency), "-Q", queue,
+        "-n", f"bench-python-{os.getpid()}@%h", "-l", drain.loglevel,
+        "--without-mingle", "--without-gossip",
     ]
-    if prefetch is not None:
-        command += ["--prefetch-multiplier", str(prefetch)]
-    environment = dict(os.environ, PYTHONPATH=str(module_path.parent))
+    if drain.prefetch_multiplier is not None:
+        command += ["--prefetch-multiplier", str(drain.prefetch_multiplier)]
+    environment = dict(os.environ, PYTHONPATH=str(PYTHON_TASKS.parent))
     return command, environment
 
 
-def celeriac_worker_command(queue, loglevel, result_mode, prefetch, pool, concurrency):
+def celeriac_worker_command(drain, queue):
     command = [
         str(CELERIAC), "worker", "-A", str(DEMO_TASKS), "-b", BROKER_URL,
-        "-Q", queue, "-c", str(concurrency), "-P", pool, "-n", f"bench-celeriac-{os.getpid()}@%h", "-l", loglevel,
+        "-Q", queue, "-c", str(drain.concurrency), "-P", drain.pool,
+        "-n", f"bench-celeriac-{os.getpid()}@%h", "-l", drain.loglevel, "--without-mingle",
     ]
-    if result_mode == "rpc":
+    if drain.results == "rpc":
         command += ["--result-backend", "rpc://"]
-    if prefetch is not None:
-        command += ["--prefetch-multiplier", str(prefetch)]
+    if drain.prefetch_multiplier is not None:
+        command += ["--prefetch-multiplier", str(drain.prefetch_multiplier)]
+    return command, dict(os.environ)
+
+
+def ceiling_command(drain, queue):
+    command = [str(CEILING), "-q", queue, "-P", str(drain.prefetch_count())]
     return command, dict(os.environ)
 
 
 WORKERS = {
     "python": python_worker_command,
     "celeriac": celeriac_worker_command,
+    "ceiling": ceiling_command,
+}
+
+# Files each worker needs before it can run.
+REQUIRED_FILES = {
+    "python": [PYTHON_TASKS],
+    "celeriac": [CELERIAC, DEMO_TASKS],
+    "ceiling": [CEILING],
 }
 
 
-def preload(queue, count, reply_to):
-    """Publish ``count`` tasks.add messages to ``queue`` with the Celery client."""
+def missing_files(worker):
+    return [path for path in REQUIRED_FILES[worker] if not path.exists()]
+
+
+def log(text):
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def task_call(number, payload):
+    """Return the (name, args) of message ``number``."""
+    if payload is not None:
+        return "tasks.echo", (payload,)
+    return "tasks.add", (number, number)
+
+
+def preload(queue, count, reply_to, payload_bytes):
+    """Publish ``count`` task messages to ``queue`` with the Celery client."""
     app = Celery("bench-client", broker=BROKER_URL, set_as_current=False)
     options = {"queue": queue}
     if reply_to:
         options["reply_to"] = reply_to
     else:
         options["ignore_result"] = True
-    with app.producer_or_acquire() as producer:
-        for number in range(count):
-            app.send_task("tasks.add", args=(number, number), producer=producer, **options)
-    app.close()
+    payload = "x" * payload_bytes if payload_bytes else None
+    try:
+        with app.producer_or_acquire() as producer:
+            for number in range(count):
+                name, args = task_call(number, payload)
+                app.send_task(name, args=args, producer=producer, **options)
+    finally:
+        app.close()
 
 
 def queue_ready_count(channel, queue):
@@ -103,17 +182,15 @@ def queue_ready_count(channel, queue):
     return ready
 
 
-def queue_total_count(queue):
-    """Return ready plus unacked messages of ``queue`` as rabbitmqctl reports them."""
-    output = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout
-    for line in output.splitlines():
-        fields = line.split()
-        if len(fields) == 2 and fields[0] == queue:
-            return int(fields[1])
-    raise RuntimeError(f"queue {queue} not found in rabbitmqctl list_queues")
+def wait_for_ready_count(channel, queue, count):
+    """Wait until the broker has routed all ``count`` preloaded messages."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    ready = queue_ready_count(channel, queue)
+    while ready < count and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+        ready = queue_ready_count(channel, queue)
+    if ready != count:
+        raise RuntimeError(f"queue {queue} has {ready} messages after preloading {count}")
 
 
 def process_tree(pid):
@@ -137,7 +214,11 @@ def process_tree(pid):
 
 
 def peak_rss_mib(pid):
-    """Return the sum of VmHWM over the worker process and its children."""
+    """Return the sum of VmHWM over the process ``pid`` and its descendants.
+
+    Pages that a prefork child shares with its parent count once per process,
+    so for prefork pools the sum is an upper bound of the memory in use.
+    """
     total_kib = 0
     for member in process_tree(pid):
         try:
@@ -151,68 +232,88 @@ def peak_rss_mib(pid):
 
 
 def start_worker(command, environment, log_path):
-    log_file = open(log_path, "w")
-    return subprocess.Popen(
-        command, stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-    )
+    """Start ``command`` in a session of its own, with output to ``log_path``."""
+    with open(log_path, "w") as log_file:
+        return subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=environment,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
+def kill_process_group(process):
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def stop_worker(process):
+    """Stop the worker with SIGTERM, or kill its process group after STOP_TIMEOUT.
+
+    The group is killed in the end in any case, so no child outlives the run,
+    also when the wait is interrupted.
+    """
     begin = time.monotonic()
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log(f"worker {process.pid} did not stop within {STOP_TIMEOUT:.0f}s; killing it")
+            kill_process_group(process)
+            process.wait(timeout=STOP_TIMEOUT)
+    finally:
+        kill_process_group(process)
     log(f"worker stopped in {time.monotonic() - begin:.1f}s")
 
 
-def log(text):
-    print(f"  {text}", file=sys.stderr)
+def check_worker_alive(process):
+    if process.poll() is not None:
+        raise RuntimeError(f"worker exited with status {process.returncode} during the run")
 
 
-def measure_without_results(channel, queue, count, process, timeout):
-    """Return (start, end) monotonic times of the drain, judged by the ready count."""
+def measure_without_results(channel, queue, count, process, timeout, max_seconds):
+    """Return (start, end, tasks done) of the drain, judged by the ready count."""
     deadline = time.monotonic() + timeout
     started = None
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with status {process.returncode} during the run")
+        check_worker_alive(process)
         ready = queue_ready_count(channel, queue)
         now = time.monotonic()
         if started is None and ready < count:
             started = now
         if started is not None and ready == 0:
-            return started, now
+            return started, now, count
+        if started is not None and max_seconds is not None and now - started >= max_seconds:
+            return started, now, count - ready
         time.sleep(POLL_INTERVAL)
     raise TimeoutError(f"queue {queue} was not drained within {timeout:.0f}s")
 
 
-def measure_with_results(channel, reply_queue, count, process, timeout):
-    """Return (start, end) monotonic times from the first to the last result."""
+def measure_with_results(channel, reply_queue, count, process, timeout, max_seconds):
+    """Return (start, end, tasks done) from the first result to the last."""
     received = 0
     started = None
-    finished = None
+    last = None
 
     def on_result(message):
-        nonlocal received, started, finished
+        nonlocal received, started, last
         received += 1
-        now = time.monotonic()
+        last = time.monotonic()
         if started is None:
-            started = now
-        if received == count:
-            finished = now
+            started = last
 
     consumer_tag = channel.basic_consume(queue=reply_queue, callback=on_result, no_ack=True)
     deadline = time.monotonic() + timeout
     try:
-        while finished is None:
-            if time.monotonic() >= deadline:
+        while received < count:
+            now = time.monotonic()
+            if now >= deadline:
                 raise TimeoutError(f"received {received} of {count} results within {timeout:.0f}s")
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with status {process.returncode} during the run")
+            if started is not None and max_seconds is not None and now - started >= max_seconds:
+                break
+            check_worker_alive(process)
             try:
                 channel.connection.drain_events(timeout=POLL_INTERVAL)
             except TimeoutError:
@@ -221,14 +322,30 @@ def measure_with_results(channel, reply_queue, count, process, timeout):
         # Cancel before the queue is deleted, because the broker's
         # basic.cancel for a deleted queue raises ConsumerCancelled.
         channel.basic_cancel(consumer_tag)
-    return started, finished
+    return started, last, received
 
 
-def run_one(worker, pool, concurrency, result_mode, count, loglevel, timeout, log_dir, prefetch):
+def check_queue_empty_after_stop(channel, queue):
+    """Raise if the stopped worker left messages in ``queue``.
+
+    A worker that took messages without acking them gives them back when its
+    channel closes, so the ready count shows every message not acked.
+    """
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        ready = queue_ready_count(channel, queue)
+        if ready != 0:
+            raise RuntimeError(f"queue {queue} has {ready} messages back after the worker stopped")
+        time.sleep(0.1)
+
+
+def run_drain(drain, timeout):
+    """Run one drain and return its figures as a dict."""
     # A fresh name per run, because kombu caches which queues it declared.
-    queue = f"bench-{os.getpid()}-{worker}-{pool}{concurrency}-{result_mode}-{uuid.uuid4().hex[:8]}"
-    reply_queue = f"{queue}-replies" if result_mode == "rpc" else None
-    connection = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    queue = f"bench-{os.getpid()}-{drain.slug()}-{uuid.uuid4().hex[:8]}"
+    reply_queue = f"{queue}-replies" if drain.results == "rpc" else None
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    connection = amqp.Connection(host=BROKER_HOST, userid="guest", password="guest")
     connection.connect()
     channel = connection.channel()
     process = None
@@ -236,32 +353,24 @@ def run_one(worker, pool, concurrency, result_mode, count, loglevel, timeout, lo
         if reply_queue:
             channel.queue_declare(queue=reply_queue, durable=False, auto_delete=False)
         begin = time.monotonic()
-        preload(queue, count, reply_queue)
-        log(f"preloaded {count} messages in {time.monotonic() - begin:.1f}s")
-        # The broker may still be routing the last publishes.
-        settle_deadline = time.monotonic() + 10.0
-        ready = queue_ready_count(channel, queue)
-        while ready < count and time.monotonic() < settle_deadline:
-            time.sleep(POLL_INTERVAL)
-            ready = queue_ready_count(channel, queue)
-        if ready != count:
-            raise RuntimeError(f"queue {queue} has {ready} messages after preloading {count}")
+        preload(queue, drain.tasks, reply_queue, drain.payload_bytes)
+        log(f"preloaded {drain.tasks} messages in {time.monotonic() - begin:.1f}s")
+        wait_for_ready_count(channel, queue, drain.tasks)
 
-        command, environment = WORKERS[worker](queue, loglevel, result_mode, prefetch, pool, concurrency)
-        process = start_worker(command, environment, log_dir / f"{worker}-{pool}{concurrency}-{result_mode}.log")
-        if result_mode == "rpc":
-            started, finished = measure_with_results(channel, reply_queue, count, process, timeout)
+        command, environment = WORKERS[drain.worker](drain, queue)
+        process = start_worker(command, environment, LOG_DIR / f"{drain.slug()}.log")
+        if drain.results == "rpc":
+            started, finished, done = measure_with_results(
+                channel, reply_queue, drain.tasks, process, timeout, drain.max_seconds)
         else:
-            started, finished = measure_without_results(channel, queue, count, process, timeout)
-            drain_deadline = time.monotonic() + 10.0
-            while queue_total_count(queue) != 0:
-                if time.monotonic() >= drain_deadline:
-                    raise TimeoutError(f"queue {queue} still has unacked messages 10s after ready reached 0")
-                time.sleep(0.2)
+            started, finished, done = measure_without_results(
+                channel, queue, drain.tasks, process, timeout, drain.max_seconds)
         rss = peak_rss_mib(process.pid)
-        log(f"drained in {finished - started:.2f}s, peak RSS {rss:.1f} MiB")
+        stop_worker(process)
+        if done == drain.tasks and drain.results == "none":
+            check_queue_empty_after_stop(channel, queue)
     finally:
-        if process is not None:
+        if process is not None and process.returncode is None:
             stop_worker(process)
         channel.queue_delete(queue=queue)
         channel.exchange_delete(exchange=queue)
@@ -269,46 +378,41 @@ def run_one(worker, pool, concurrency, result_mode, count, loglevel, timeout, lo
             channel.queue_delete(queue=reply_queue)
         connection.close()
     seconds = finished - started
-    return {"worker": worker, "pool": f"{pool} -c {concurrency}", "results": result_mode, "tasks": count, "seconds": seconds,
-            "rate": count / seconds if seconds > 0 else float("inf"), "rss": rss}
+    rate = done / seconds if seconds > 0 else float("inf")
+    log(f"{done} tasks in {seconds:.2f}s ({rate:.0f}/s), peak RSS {rss:.1f} MiB")
+    return {
+        "worker": drain.worker, "pool": drain.pool_label(), "results": drain.results,
+        "concurrency": drain.concurrency, "payload_bytes": drain.payload_bytes,
+        "tasks": done, "preloaded": drain.tasks, "capped": done < drain.tasks,
+        "max_seconds": drain.max_seconds,
+        "seconds": seconds, "rate": rate, "rss": rss,
+    }
 
 
 def print_table(rows):
     print("| worker | pool | results | tasks | seconds | tasks/s | peak RSS MiB |")
     print("|---|---|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['worker']} | {row['pool']} | {row['results']} | {row['tasks']} "
+        tasks = f"{row['tasks']} of {row['preloaded']}" if row["capped"] else str(row["tasks"])
+        print(f"| {row['worker']} | {row['pool']} | {row['results']} | {tasks} "
               f"| {row['seconds']:.2f} | {row['rate']:.0f} | {row['rss']:.1f} |")
-    ratios = []
-    for mode in ("none", "rpc"):
-        python_rows = [row for row in rows if row["worker"] == "python" and row["results"] == mode]
-        if not python_rows:
-            continue
-        for row in rows:
-            if row["worker"] != "celeriac" or row["results"] != mode:
-                continue
-            same_pool = [p for p in python_rows if p["pool"] == row["pool"]]
-            baseline = same_pool[0] if same_pool else max(python_rows, key=lambda p: p["rate"])
-            ratios.append(f"results={mode}: celeriac {row['pool']} / python {baseline['pool']}: "
-                          f"throughput {row['rate'] / baseline['rate']:.1f}x, "
-                          f"peak RSS {row['rss'] / baseline['rss']:.2f}x")
-    if ratios:
-        print()
-        for line in ratios:
-            print(f"- {line}")
 
 
 def parse_worker(text):
-    """Parse ``worker[:pool[:concurrency]]``, e.g. ``celeriac:prefork:2``."""
+    """Parse ``worker[:pool[:concurrency]]`` or ``ceiling[:concurrency]``."""
     parts = text.split(":")
     name = parts[0]
     if name not in WORKERS:
         sys.exit(f"unknown worker {name!r}; choose from {', '.join(WORKERS)}")
-    pool = parts[1] if len(parts) > 1 else "solo"
-    if pool not in ("solo", "prefork", "threads"):
-        sys.exit(f"unknown pool {pool!r} in {text!r}; choose from solo, prefork, threads")
+    if name == "ceiling":
+        pool, concurrency_text = "ceiling", parts[1] if len(parts) > 1 else "1"
+    else:
+        pool = parts[1] if len(parts) > 1 else "solo"
+        concurrency_text = parts[2] if len(parts) > 2 else "1"
+        if pool not in ("solo", "prefork", "threads"):
+            sys.exit(f"unknown pool {pool!r} in {text!r}; choose from solo, prefork, threads")
     try:
-        concurrency = int(parts[2]) if len(parts) > 2 else 1
+        concurrency = int(concurrency_text)
     except ValueError:
         sys.exit(f"invalid concurrency in {text!r}: expected an integer")
     if concurrency < 1:
@@ -321,13 +425,20 @@ def parse_args(argv):
     parser.add_argument("-n", "--tasks", type=int, default=20000, help="messages per run (default: %(default)s)")
     parser.add_argument("--workers", default="python:solo:1,celeriac:solo:1",
                         help="comma-separated worker:pool:concurrency entries, worker being python or "
-                             "celeriac and pool solo, prefork or threads (default: %(default)s)")
+                             "celeriac and pool solo, prefork or threads, or ceiling:concurrency for the "
+                             "broker ceiling at that concurrency's prefetch (default: %(default)s)")
     parser.add_argument("--results", default="none,rpc",
                         help="comma-separated result modes: none, rpc (default: %(default)s)")
-    parser.add_argument("--loglevel", default="warning",
-                        help="worker log level, the same for both workers (default: %(default)s)")
+    parser.add_argument("--payload-bytes", type=int, default=0,
+                        help="send tasks.echo with a string of this many bytes instead of tasks.add "
+                             "(default: %(default)s, tasks.add)")
     parser.add_argument("--prefetch-multiplier", type=int, default=None,
                         help="worker_prefetch_multiplier for every worker (default: the workers' own, 4)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="stop measuring a run after this many seconds and report the tasks done "
+                             "(default: no cap)")
+    parser.add_argument("--loglevel", default="warning",
+                        help="log level of the Python and celeriac workers (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds one run may take to drain the queue (default: %(default)s)")
     return parser.parse_args(argv)
@@ -337,27 +448,35 @@ def main(argv=None):
     args = parse_args(argv)
     if not 0 < args.tasks <= 1_000_000:
         sys.exit(f"--tasks must be between 1 and 1000000, not {args.tasks}")
+    if not 0 <= args.payload_bytes <= 64 * 1024 * 1024:
+        sys.exit(f"--payload-bytes must be between 0 and {64 * 1024 * 1024}, not {args.payload_bytes}")
     workers = [parse_worker(entry) for entry in args.workers.split(",") if entry]
     modes = [name for name in args.results.split(",") if name]
     for mode in modes:
         if mode not in ("none", "rpc"):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
-    if any(name == "celeriac" for name, _, _ in workers) and not (CELERIAC.exists() and DEMO_TASKS.exists()):
-        print(f"skipping celeriac: {CELERIAC.relative_to(REPO_ROOT)} or "
-              f"{DEMO_TASKS.relative_to(REPO_ROOT)} not found; run `make all` first", file=sys.stderr)
-        workers = [entry for entry in workers if entry[0] != "celeriac"]
+    for name in sorted({name for name, _, _ in workers}):
+        missing = missing_files(name)
+        if missing:
+            sys.exit(f"{', '.join(str(path) for path in missing)} not found; "
+                     "run `make all build/bench/ceiling` first")
 
-    log_dir = REPO_ROOT / "build" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     rows = []
     for mode in modes:
         for name, pool, concurrency in workers:
-            print(f"running {name} -P {pool} -c {concurrency} with results={mode}, "
-                  f"{args.tasks} tasks ...", file=sys.stderr)
-            rows.append(run_one(name, pool, concurrency, mode, args.tasks, args.loglevel,
-                                args.timeout, log_dir, args.prefetch_multiplier))
+            drain = Drain(name, pool, concurrency, mode, args.tasks, args.payload_bytes,
+                          args.prefetch_multiplier, args.max_seconds, args.loglevel)
+            print(f"running {name} {drain.pool_label()} with results={mode}, {args.tasks} tasks ...",
+                  file=sys.stderr)
+            rows.append(run_drain(drain, args.timeout))
     print_table(rows)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # The runs' finally blocks have stopped the workers and deleted the queues.
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

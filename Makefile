@@ -113,8 +113,14 @@ run: all
 	$(BUILD)/celeriac worker -A $(BUILD)/demo_tasks.so \
 	    --result-backend rpc:// -l info
 
-bench: all services
-	bench/run.sh
+# The broker ceiling of the benchmark: a bare rabbitmq-c consumer.
+$(BUILD)/bench/ceiling: bench/ceiling.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(PKG_LIBS)
+
+# BENCH_FLAGS passes options to bench/run.sh, e.g. BENCH_FLAGS=--quick.
+bench: all services $(BUILD)/bench/ceiling
+	CELERIAC_BUILD_DIR=$(BUILD) bench/run.sh $(BENCH_FLAGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \

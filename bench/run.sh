@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark Python Celery's solo worker against build/celeriac on the local
-# RabbitMQ (127.0.0.1:5672) and print a markdown table.
+# Run the whole benchmark suite (what `make bench` runs) on the local
+# RabbitMQ (127.0.0.1:5672) and record it in docs/performance.md.
 #
-# Usage: bench/run.sh [-n TASKS] [--workers python,celeriac] [--results none,rpc]
-#                     [--loglevel LEVEL] [--timeout SECONDS]
+# Usage: bench/run.sh [--quick] [--output FILE.md] [--plot FILE.png]
 #
-# Worker logs go to build/bench/. Without build/celeriac the celeriac runs
-# are skipped with a message.
+# It needs `make all build/bench/ceiling` first; `make bench` does both.
+# For one worker or one workload at a time, use bench/drain.py (throughput)
+# and bench/latency.py (round trips) directly; both take --help.
+# Worker logs and the raw figures go to build/bench/.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,4 +17,4 @@ if ! timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' 2>/dev/null; then
     exit 1
 fi
 
-exec /usr/bin/python3 bench/drain.py "$@"
+exec /usr/bin/python3 bench/suite.py "$@"

@@ -41,6 +41,7 @@ TEST_PACKAGES=(
     python3-amqp
     python3-kombu
     procps
+    gnuplot-nox # plots docs/bench-scaling.png in `make bench`
 )
 
 # Debian 12 (bookworm) names of the libraries that build/celeriac,

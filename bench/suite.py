@@ -1,0 +1,542 @@
+#!/usr/bin/python3
+"""Run the whole benchmark suite and record it in docs/performance.md.
+
+One run measures, on the local RabbitMQ and side by side:
+
+- the broker ceiling (build/bench/ceiling), celeriac's prefork, threads and
+  solo pools and Python Celery's prefork and solo pools draining a preloaded
+  queue of ``tasks.add`` messages, with rpc results and with ignore_result,
+- the same with ``tasks.echo`` and a 1 MiB string argument,
+- the sequential round-trip latency from a Python Celery client,
+- celeriac's default pool (prefork) at -c 1, 2, 4 and 8, next to the
+  ceiling at the same prefetch and Python's prefork pool.
+
+It prints the tables, the ratios and whether each target is met, writes
+docs/performance.md from bench/performance.md.in and plots the scaling
+figures to docs/bench-scaling.png with gnuplot. Raw figures go to
+build/bench/results.json and worker logs to build/bench/.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import amqp
+import celery
+import kombu
+
+import drain
+import latency
+
+REPO_ROOT = drain.REPO_ROOT
+TEMPLATE = REPO_ROOT / "bench" / "performance.md.in"
+PLOT_SCRIPT = REPO_ROOT / "bench" / "scaling.gp"
+DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
+DEFAULT_PLOT = REPO_ROOT / "docs" / "bench-scaling.png"
+RESULTS_JSON = drain.LOG_DIR / "results.json"
+SCALING_DATA = drain.LOG_DIR / "scaling.dat"
+
+MIB = 1024 * 1024
+PAYLOAD_BYTES = 1 * MIB
+DRAIN_TIMEOUT = 180.0
+SCALING_CONCURRENCIES = (1, 2, 4, 8)
+
+# Targets the project aims at. The suite reports them and never tunes a run
+# to meet them.
+TARGET_CEILING_RATIO = 0.85
+TARGET_PYTHON_RATIO = 4.0
+TARGET_LATENCY_RATIO = 0.7
+TARGET_RSS_BYTES = 10 * 1000 * 1000
+TARGET_PAYLOAD_RATIO = 3.0
+
+
+class Plan:
+    """Task counts and time caps of one suite run."""
+
+    def __init__(self, quick):
+        scale = 10 if quick else 1
+        self.repeats = 1 if quick else 3
+        # Fast workers drain 20000 tasks.add in 2 to 4 s on 2 CPUs.
+        self.fast_tasks = 20000 // scale
+        # Python's prefork pool runs about 1000 to 2000 tasks.add/s.
+        self.python_prefork_tasks = 10000 // scale
+        # Python's solo pool at the default prefetch runs either about as
+        # fast as its prefork pool or, when it stalls, at about 15 to 50
+        # tasks/s (see docs/performance.md), so its runs are capped by time.
+        self.python_solo_tasks = 5000 // scale
+        self.python_solo_max_seconds = 20.0 / scale
+        self.payload_tasks = 100 // scale
+        self.payload_max_seconds = 30.0 / scale
+        self.round_trips = 300 // scale
+        self.latency_max_seconds = 60.0 / scale
+
+
+def throughput_rows(results, payload_bytes, plan):
+    """Return the drains of one throughput table, in the order they run."""
+    tasks = plan.payload_tasks if payload_bytes else plan.fast_tasks
+    python_prefork_tasks = plan.payload_tasks if payload_bytes else plan.python_prefork_tasks
+    python_solo_tasks = plan.payload_tasks if payload_bytes else plan.python_solo_tasks
+    cap = plan.payload_max_seconds if payload_bytes else None
+    solo_cap = plan.payload_max_seconds if payload_bytes else plan.python_solo_max_seconds
+    return [
+        drain.Drain("ceiling", "ceiling", 2, results, tasks, payload_bytes, max_seconds=cap),
+        drain.Drain("celeriac", "prefork", 2, results, tasks, payload_bytes, max_seconds=cap),
+        drain.Drain("celeriac", "threads", 2, results, tasks, payload_bytes, max_seconds=cap),
+        drain.Drain("celeriac", "solo", 1, results, tasks, payload_bytes, max_seconds=cap),
+        drain.Drain("python", "prefork", 2, results, python_prefork_tasks, payload_bytes, max_seconds=cap),
+        drain.Drain("python", "solo", 1, results, python_solo_tasks, payload_bytes, max_seconds=solo_cap),
+    ]
+
+
+def scaling_rows(plan):
+    """Return the drains at -c 1, 4 and 8, because the rpc table has -c 2."""
+    rows = []
+    for concurrency in SCALING_CONCURRENCIES:
+        if concurrency == 2:
+            continue
+        rows += [
+            drain.Drain("ceiling", "ceiling", concurrency, "rpc", plan.fast_tasks),
+            drain.Drain("celeriac", "prefork", concurrency, "rpc", plan.fast_tasks),
+            drain.Drain("python", "prefork", concurrency, "rpc", plan.python_prefork_tasks),
+        ]
+    return rows
+
+
+LATENCY_WORKERS = [
+    ("ceiling", "ceiling", 2),
+    ("celeriac", "prefork", 2),
+    ("celeriac", "threads", 2),
+    ("celeriac", "solo", 1),
+    ("python", "prefork", 2),
+    ("python", "solo", 1),
+]
+
+
+def run_drain_or_record_failure(spec, failures):
+    print(f"running {spec.worker} {spec.pool_label()}, results={spec.results}, "
+          f"{spec.tasks} tasks{' of ' + str(spec.payload_bytes) + ' bytes' if spec.payload_bytes else ''} ...",
+          file=sys.stderr, flush=True)
+    try:
+        return drain.run_drain(spec, DRAIN_TIMEOUT)
+    except (RuntimeError, TimeoutError, OSError, amqp.exceptions.AMQPError) as error:
+        failures.append(f"{spec.worker} {spec.pool_label()} results={spec.results}: {error}")
+        drain.log(f"failed: {error}")
+        return None
+
+
+def median_row(runs):
+    """Merge repeated runs of one drain into a row with the median rate."""
+    runs = [run for run in runs if run is not None]
+    if not runs:
+        return None
+    by_rate = sorted(runs, key=lambda run: run["rate"])
+    row = dict(by_rate[(len(by_rate) - 1) // 2])
+    row["runs"] = len(runs)
+    row["rate_min"] = by_rate[0]["rate"]
+    row["rate_max"] = by_rate[-1]["rate"]
+    # With an even number of runs (one failed), the median is a mean of two.
+    row["rate"] = statistics.median(run["rate"] for run in runs)
+    row["rss"] = max(run["rss"] for run in runs)
+    return row
+
+
+def run_table(specs, repeats, failures):
+    """Run ``specs`` ``repeats`` times, interleaved, and return one row per spec.
+
+    Interleaving spreads slow phases of a shared machine over all workers
+    instead of over one.
+    """
+    runs = [[] for _ in specs]
+    for _ in range(repeats):
+        for index, spec in enumerate(specs):
+            runs[index].append(run_drain_or_record_failure(spec, failures))
+    return [median_row(spec_runs) for spec_runs in runs]
+
+
+def run_latency(plan, failures):
+    rows = []
+    for worker, pool, concurrency in LATENCY_WORKERS:
+        print(f"measuring round-trip latency of {worker} {pool} -c {concurrency} ...",
+              file=sys.stderr, flush=True)
+        try:
+            rows.append(latency.measure_latency(worker, pool, concurrency, plan.round_trips,
+                                                plan.latency_max_seconds))
+        except (RuntimeError, TimeoutError, OSError, amqp.exceptions.AMQPError,
+                celery.exceptions.TimeoutError) as error:
+            failures.append(f"latency of {worker} {pool} -c {concurrency}: {error}")
+            drain.log(f"failed: {error}")
+    return rows
+
+
+def find_row(rows, worker, pool_label):
+    for row in rows:
+        if row is not None and row["worker"] == worker and row["pool"] == pool_label:
+            return row
+    return None
+
+
+def fastest_python(rows):
+    python_rows = [row for row in rows if row is not None and row["worker"] == "python"]
+    return max(python_rows, key=lambda row: row["rate"], default=None)
+
+
+# ----------------------------------------------------------------------------
+# Tables
+
+
+def format_rate(row):
+    text = f"{row['rate']:.0f}"
+    if row.get("runs", 1) > 1:
+        text += f" ({row['rate_min']:.0f}–{row['rate_max']:.0f})"
+    return text
+
+
+def format_tasks(row):
+    if row["capped"]:
+        return f"{row['tasks']} of {row['preloaded']}, capped at {row['max_seconds']:.0f} s"
+    return str(row["tasks"])
+
+
+def throughput_table(rows, specs):
+    ceiling = find_row(rows, "ceiling", "prefetch 8")
+    python = fastest_python(rows)
+    lines = [
+        "| worker | pool | tasks | tasks/s | / ceiling | / fastest Python | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row, spec in zip(rows, specs):
+        if row is None:
+            lines.append(f"| {spec.worker} | {spec.pool_label()} | failed | | | | |")
+            continue
+        to_ceiling = f"{row['rate'] / ceiling['rate']:.2f}x" if ceiling else "–"
+        to_python = f"{row['rate'] / python['rate']:.1f}x" if python else "–"
+        lines.append(f"| {row['worker']} | {row['pool']} | {format_tasks(row)} | {format_rate(row)} "
+                     f"| {to_ceiling} | {to_python} | {row['rss']:.1f} |")
+    return "\n".join(lines)
+
+
+def latency_table(rows):
+    lines = [
+        "| worker | pool | round trips | p50 ms | p99 ms | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        trips = f"{row['round_trips']} of {row['requested']}, capped" if row["capped"] else str(row["round_trips"])
+        lines.append(f"| {row['worker']} | {row['pool']} | {trips} | {row['p50_ms']:.2f} "
+                     f"| {row['p99_ms']:.2f} | {row['rss']:.1f} |")
+    return "\n".join(lines)
+
+
+def scaling_points(rpc_rows, extra_rows):
+    """Return {worker: {concurrency: row}} for the scaling table and plot."""
+    points = {"ceiling": {}, "celeriac": {}, "python": {}}
+    for row in list(rpc_rows) + list(extra_rows):
+        if row is None or row["payload_bytes"]:
+            continue
+        if row["worker"] == "ceiling" or row["pool"].startswith("prefork"):
+            points[row["worker"]].setdefault(row["concurrency"], row)
+    return points
+
+
+def scaling_table(points):
+    lines = [
+        "| -c | prefetch | ceiling tasks/s | celeriac prefork tasks/s | / ceiling "
+        "| Python prefork tasks/s | celeriac / Python | celeriac peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for concurrency in SCALING_CONCURRENCIES:
+        ceiling = points["ceiling"].get(concurrency)
+        celeriac = points["celeriac"].get(concurrency)
+        python = points["python"].get(concurrency)
+        cells = [
+            str(concurrency),
+            str(drain.DEFAULT_PREFETCH_MULTIPLIER * concurrency),
+            f"{ceiling['rate']:.0f}" if ceiling else "failed",
+            f"{celeriac['rate']:.0f}" if celeriac else "failed",
+            f"{celeriac['rate'] / ceiling['rate']:.2f}x" if ceiling and celeriac else "–",
+            f"{python['rate']:.0f}" if python else "failed",
+            f"{celeriac['rate'] / python['rate']:.1f}x" if python and celeriac else "–",
+            f"{celeriac['rss']:.1f}" if celeriac else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Ratios and targets
+
+
+def ratio_line(name, value, target, at_least, unit="x"):
+    """Return (text, met) for one target."""
+    if value is None:
+        return f"{name}: not measured (a run failed)", False
+    met = value >= target if at_least else value <= target
+    relation = "≥" if at_least else "≤"
+    verdict = "met" if met else "NOT met"
+    return f"{name}: {value:.2f}{unit} (target {relation} {target:g}{unit}: {verdict})", met
+
+
+def safe_ratio(numerator, denominator, key):
+    if numerator is None or denominator is None:
+        return None
+    return numerator[key] / denominator[key]
+
+
+def evaluate_targets(tables, latency_rows):
+    """Return the lines of the ratio and target report."""
+    rpc = tables["rpc"]
+    default_pool = find_row(rpc, "celeriac", "prefork -c 2")
+    ceiling = find_row(rpc, "ceiling", "prefetch 8")
+    python = fastest_python(rpc)
+    python_label = f"Python {python['pool']}" if python else "Python"
+    lines = []
+
+    lines.append(ratio_line("throughput celeriac prefork -c 2 / broker ceiling (tasks.add, rpc)",
+                            safe_ratio(default_pool, ceiling, "rate"), TARGET_CEILING_RATIO, True))
+    lines.append(ratio_line(f"throughput celeriac prefork -c 2 / fastest Python pool, {python_label} "
+                            "(tasks.add, rpc)",
+                            safe_ratio(default_pool, python, "rate"), TARGET_PYTHON_RATIO, True))
+
+    none_rows = tables["none"]
+    lines.append(ratio_line("throughput celeriac prefork -c 2 / broker ceiling (tasks.add, ignore_result)",
+                            safe_ratio(find_row(none_rows, "celeriac", "prefork -c 2"),
+                                       find_row(none_rows, "ceiling", "prefetch 8"), "rate"),
+                            TARGET_CEILING_RATIO, True))
+    lines.append(ratio_line("throughput celeriac prefork -c 2 / fastest Python pool "
+                            "(tasks.add, ignore_result)",
+                            safe_ratio(find_row(none_rows, "celeriac", "prefork -c 2"),
+                                       fastest_python(none_rows), "rate"),
+                            TARGET_PYTHON_RATIO, True))
+
+    celeriac_latency = find_row(latency_rows, "celeriac", "prefork -c 2")
+    python_latency = find_row(latency_rows, "python", "solo -c 1")
+    lines.append(ratio_line("latency p50 celeriac prefork -c 2 / Python solo",
+                            safe_ratio(celeriac_latency, python_latency, "p50_ms"),
+                            TARGET_LATENCY_RATIO, False))
+
+    payload = tables["payload"]
+    lines.append(ratio_line("1 MiB tasks.echo throughput celeriac prefork -c 2 / fastest Python pool",
+                            safe_ratio(find_row(payload, "celeriac", "prefork -c 2"),
+                                       fastest_python(payload), "rate"),
+                            TARGET_PAYLOAD_RATIO, True))
+
+    target_mib = TARGET_RSS_BYTES / MIB
+    for label, rows in (("tasks.add", rpc + none_rows), ("1 MiB tasks.echo", payload)):
+        measured = [row["rss"] for row in rows
+                    if row is not None and row["worker"] == "celeriac" and row["pool"] == "prefork -c 2"]
+        name = f"peak RSS of all celeriac prefork -c 2 processes, {label}"
+        if not measured:
+            lines.append((f"{name}: not measured (a run failed)", False))
+            continue
+        peak = max(measured)
+        met = peak < target_mib
+        lines.append((f"{name}: {peak:.1f} MiB (target < 10 MB = {target_mib:.1f} MiB: "
+                      f"{'met' if met else 'NOT met'})", met))
+    return lines
+
+
+# ----------------------------------------------------------------------------
+# Setup and report
+
+
+def command_output(command):
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def memory_gib():
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / MIB
+    return 0.0
+
+
+def compiler_flags():
+    """Return the compiler and flags build/celeriac was built with, from its DWARF info."""
+    output = command_output(["readelf", "--debug-dump=info", str(drain.CELERIAC)])
+    for line in output.splitlines():
+        if "DW_AT_producer" in line:
+            return line.rsplit("):", 1)[-1].strip()
+    return "unknown (no debug information)"
+
+
+def broker_version():
+    connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest")
+    connection.connect()
+    try:
+        properties = connection.server_properties
+        return f"{properties.get('product', 'unknown')} {properties.get('version', 'unknown')}"
+    finally:
+        connection.close()
+
+
+def git_revision():
+    revision = command_output(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
+    changes = command_output(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
+    return revision + (" with uncommitted changes" if changes and changes != "unknown" else "")
+
+
+def load_average():
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
+
+
+def collect_setup(load_before, load_after, started, seconds):
+    debian = pathlib.Path("/etc/debian_version")
+    return "\n".join([
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC; the whole suite took {seconds / 60:.1f} minutes.",
+        f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), {memory_gib():.0f} GiB of memory, "
+        f"Linux {platform.release()}, Debian {debian.read_text().strip() if debian.exists() else 'unknown'}.",
+        f"- Load average (1, 5, 15 min) before the run: {load_before}; after: {load_after}. "
+        "Other work on the machine shares its 2 CPUs, so treat single figures as estimates "
+        "within about 20%.",
+        f"- Broker: {broker_version()} on 127.0.0.1:5672, the same node for every row.",
+        f"- Python side: Python {platform.python_version()}, celery {celery.__version__}, "
+        f"kombu {kombu.__version__}, amqp {amqp.__version__} (Debian packages).",
+        f"- celeriac: {command_output([str(drain.CELERIAC), '-V'])} at {git_revision()}, "
+        f"built by `make` with {compiler_flags()}; librabbitmq "
+        f"{command_output(['dpkg-query', '-W', '-f=${Version}', 'librabbitmq4'])}.",
+    ])
+
+
+def write_plot(points, plot_path):
+    """Plot tasks/s against -c with gnuplot; return a note on what happened."""
+    SCALING_DATA.parent.mkdir(parents=True, exist_ok=True)
+    with open(SCALING_DATA, "w") as data:
+        data.write("# concurrency ceiling celeriac_prefork python_prefork (tasks/s, NaN = failed)\n")
+        for concurrency in SCALING_CONCURRENCIES:
+            values = [points[worker].get(concurrency) for worker in ("ceiling", "celeriac", "python")]
+            cells = [f"{row['rate']:.1f}" if row else "NaN" for row in values]
+            data.write(f"{concurrency} {' '.join(cells)}\n")
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        return f"gnuplot not found, so {plot_path} was not updated; scripts/deps.sh installs it"
+    result = subprocess.run(
+        [gnuplot, "-e", f"data='{SCALING_DATA}'; output='{plot_path}'", str(PLOT_SCRIPT)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        return f"gnuplot failed with status {result.returncode}: {result.stderr.strip()}"
+    return f"plot written to {plot_path}"
+
+
+def fill_template(values):
+    text = TEMPLATE.read_text()
+    for key, value in values.items():
+        marker = "{{" + key + "}}"
+        if marker not in text:
+            raise KeyError(f"{TEMPLATE} has no {marker}")
+        text = text.replace(marker, value)
+    return text
+
+
+# ----------------------------------------------------------------------------
+# Main
+
+
+def check_prerequisites():
+    missing = []
+    for worker in drain.REQUIRED_FILES:
+        missing += drain.missing_files(worker)
+    if missing:
+        sys.exit(f"{', '.join(str(path) for path in missing)} not found; "
+                 "run `make all build/bench/ceiling` or `make bench`")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a tenth of the tasks, no repeats and shorter caps, to check the suite "
+                             "itself; the figures are too short to trust")
+    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
+                        help="markdown report to write (default: docs/performance.md)")
+    parser.add_argument("--plot", type=pathlib.Path, default=DEFAULT_PLOT,
+                        help="PNG plot of throughput against -c (default: docs/bench-scaling.png)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_prerequisites()
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    plan = Plan(args.quick)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    begin = time.monotonic()
+    load_before = load_average()
+    failures = []
+
+    specs = {
+        "rpc": throughput_rows("rpc", 0, plan),
+        "none": throughput_rows("none", 0, plan),
+        "payload": throughput_rows("rpc", PAYLOAD_BYTES, plan),
+    }
+    tables = {"rpc": run_table(specs["rpc"], plan.repeats, failures)}
+    tables["none"] = run_table(specs["none"], plan.repeats, failures)
+    tables["payload"] = run_table(specs["payload"], 1, failures)
+    latency_rows = run_latency(plan, failures)
+    scaling_specs = scaling_rows(plan)
+    scaling_extra = run_table(scaling_specs, 1, failures)
+    seconds = time.monotonic() - begin
+
+    points = scaling_points(tables["rpc"], scaling_extra)
+    target_lines = evaluate_targets(tables, latency_rows)
+    sections = {
+        "setup": collect_setup(load_before, load_average(), started, seconds),
+        "targets": "\n".join(f"- {text}" for text, _ in target_lines),
+        "repeats": str(plan.repeats),
+        "rpc_table": throughput_table(tables["rpc"], specs["rpc"]),
+        "none_table": throughput_table(tables["none"], specs["none"]),
+        "payload_table": throughput_table(tables["payload"], specs["payload"]),
+        "latency_table": latency_table(latency_rows),
+        "scaling_table": scaling_table(points),
+        "failures": "\n".join(f"- {failure}" for failure in failures) or "- none",
+    }
+
+    print()
+    for key, title in (("rpc_table", "tasks.add, rpc results"), ("none_table", "tasks.add, ignore_result"),
+                       ("payload_table", "tasks.echo with 1 MiB, rpc results"),
+                       ("latency_table", "sequential round trips"), ("scaling_table", "scaling with -c")):
+        print(f"## {title}\n\n{sections[key]}\n")
+    print("## Ratios and targets\n")
+    print(sections["targets"])
+
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(
+        {"tables": tables, "latency": latency_rows, "scaling": scaling_extra, "failures": failures},
+        indent=2, default=str))
+    print(f"\n{write_plot(points, args.plot)}")
+    args.output.write_text(fill_template(sections))
+    print(f"report written to {args.output}; raw figures in {RESULTS_JSON}")
+    if failures:
+        print("\nfailed runs:\n" + sections["failures"], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # The runs' finally blocks have stopped the workers and deleted the queues.
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

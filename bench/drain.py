@@ -23,8 +23,9 @@ Result modes:
   queue's ready count first drops below N and stops when it reaches 0,
   polled every 20 ms with a passive queue.declare. At that point up to
   prefetch-count messages may still be unacked, so the end time is early by
-  the time of those few tasks. After the worker stops, the run checks that
-  the queue is empty, which fails if the worker left messages unacked.
+  the time of those few tasks. The run then waits until rabbitmqctl reports
+  no unacked message, stops the worker and checks that the queue is still
+  empty, which fails if the worker gave messages back.
 - ``rpc``: messages carry reply_to = a queue this script declares, and the
   worker runs with --result-backend rpc://. The clock runs from the first
   result received to the N-th.
@@ -52,7 +53,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 BROKER_HOST = "127.0.0.1:5672"
 POLL_INTERVAL = 0.02
-STOP_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+UNACKED_TIMEOUT = 10.0
 SETTLE_TIMEOUT = 10.0
 
 PYTHON_TASKS = REPO_ROOT / "tests" / "interop" / "pytasks.py"
@@ -250,22 +252,26 @@ def kill_process_group(process):
 def stop_worker(process):
     """Stop the worker with SIGTERM, or kill its process group after STOP_TIMEOUT.
 
-    The group is killed in the end in any case, so no child outlives the run,
-    also when the wait is interrupted.
+    Returns whether the worker had to be killed. The group is killed in the
+    end in any case, so no child outlives the run, also when the wait is
+    interrupted.
     """
     begin = time.monotonic()
+    killed = False
     try:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            log(f"worker {process.pid} did not stop within {STOP_TIMEOUT:.0f}s; killing it")
+            log(f"worker {process.pid} did not stop within {STOP_TIMEOUT:.0f}s of SIGTERM; killing it")
+            killed = True
             kill_process_group(process)
             process.wait(timeout=STOP_TIMEOUT)
     finally:
         kill_process_group(process)
     log(f"worker stopped in {time.monotonic() - begin:.1f}s")
+    return killed
 
 
 def check_worker_alive(process):
@@ -325,6 +331,38 @@ def measure_with_results(channel, reply_queue, count, process, timeout, max_seco
     return started, last, received
 
 
+def queue_unacked_count(queue):
+    """Return the unacked messages of ``queue`` as rabbitmqctl reports them.
+
+    AMQP's queue.declare reports only the ready count, so this asks the
+    broker's CLI, which takes about half a second per call.
+    """
+    output = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == queue:
+            return int(fields[1])
+    raise RuntimeError(f"queue {queue} not found in rabbitmqctl list_queues")
+
+
+def wait_for_acks(queue):
+    """Wait until the worker has acked every message it took from ``queue``.
+
+    The ignore_result clock stops at a ready count of 0, while up to a
+    prefetch of messages still run. Stopping the worker then would send
+    those back, so the run waits for them first.
+    """
+    deadline = time.monotonic() + UNACKED_TIMEOUT
+    while queue_unacked_count(queue) != 0:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"queue {queue} still has unacked messages "
+                               f"{UNACKED_TIMEOUT:.0f}s after its ready count reached 0")
+        time.sleep(0.1)
+
+
 def check_queue_empty_after_stop(channel, queue):
     """Raise if the stopped worker left messages in ``queue``.
 
@@ -365,9 +403,12 @@ def run_drain(drain, timeout):
         else:
             started, finished, done = measure_without_results(
                 channel, queue, drain.tasks, process, timeout, drain.max_seconds)
+        drained = done == drain.tasks
+        if drained and drain.results == "none":
+            wait_for_acks(queue)
         rss = peak_rss_mib(process.pid)
-        stop_worker(process)
-        if done == drain.tasks and drain.results == "none":
+        killed = stop_worker(process)
+        if drained and drain.results == "none":
             check_queue_empty_after_stop(channel, queue)
     finally:
         if process is not None and process.returncode is None:
@@ -384,7 +425,7 @@ def run_drain(drain, timeout):
         "worker": drain.worker, "pool": drain.pool_label(), "results": drain.results,
         "concurrency": drain.concurrency, "payload_bytes": drain.payload_bytes,
         "tasks": done, "preloaded": drain.tasks, "capped": done < drain.tasks,
-        "max_seconds": drain.max_seconds,
+        "max_seconds": drain.max_seconds, "killed": killed,
         "seconds": seconds, "rate": rate, "rss": rss,
     }
 

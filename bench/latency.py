@@ -82,6 +82,7 @@ def measure_latency(worker, pool, concurrency, count, max_seconds):
         command.append("-i")
     process = drain.start_worker(command, environment, drain.LOG_DIR / f"latency-{spec.slug()}.log")
     latencies = []
+    killed = False
     try:
         wait_for_first_result(app, queue, process, check_value)
         for number in range(1, WARMUP_ROUND_TRIPS):
@@ -93,7 +94,7 @@ def measure_latency(worker, pool, concurrency, count, max_seconds):
             latencies.append(round_trip(app, queue, number, check_value))
         rss = drain.peak_rss_mib(process.pid)
     finally:
-        drain.stop_worker(process)
+        killed = drain.stop_worker(process)
         app.close()
         delete_queue(queue)
     latencies.sort()
@@ -103,7 +104,7 @@ def measure_latency(worker, pool, concurrency, count, max_seconds):
     return {
         "worker": worker, "pool": spec.pool_label(), "round_trips": len(latencies),
         "requested": count, "capped": len(latencies) < count,
-        "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "rss": rss,
+        "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "rss": rss, "killed": killed,
     }
 
 

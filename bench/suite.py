@@ -146,6 +146,7 @@ def median_row(runs):
     # With an even number of runs (one failed), the median is a mean of two.
     row["rate"] = statistics.median(run["rate"] for run in runs)
     row["rss"] = max(run["rss"] for run in runs)
+    row["killed"] = any(run["killed"] for run in runs)
     return row
 
 
@@ -175,6 +176,17 @@ def run_latency(plan, failures):
             failures.append(f"latency of {worker} {pool} -c {concurrency}: {error}")
             drain.log(f"failed: {error}")
     return rows
+
+
+def killed_workers(tables, latency_rows, scaling_rows):
+    """Return a line for each worker that was killed after SIGTERM timed out."""
+    lines = []
+    for name, rows in list(tables.items()) + [("latency", latency_rows), ("scaling", scaling_rows)]:
+        for row in rows:
+            if row is not None and row.get("killed"):
+                lines.append(f"{row['worker']} {row['pool']} ({name} runs) did not stop within "
+                             f"{drain.STOP_TIMEOUT:.0f} s of SIGTERM and was killed")
+    return lines
 
 
 def find_row(rows, worker, pool_label):
@@ -510,6 +522,8 @@ def main(argv=None):
         "latency_table": latency_table(latency_rows),
         "scaling_table": scaling_table(points),
         "failures": "\n".join(f"- {failure}" for failure in failures) or "- none",
+        "killed": "\n".join(f"- {line}" for line in killed_workers(tables, latency_rows, scaling_extra))
+                  or "- none",
     }
 
     print()

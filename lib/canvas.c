@@ -1036,20 +1036,3 @@ void cel__chord_complete(cel_worker_t *worker, const char *group_id,
     json_decref(results);
 }
 
-/* Stand-ins until the Redis backend defines the chord primitives. */
-__attribute__((weak)) void
-cel__chord_part_return(cel_worker_t *worker, const char *group_id,
-                       int group_index, const char *task_id, const char *state,
-                       json_t *result, json_t *chord)
-{
-    (void)group_index, (void)task_id, (void)state, (void)result, (void)chord;
-    cel__log(worker->app, CEL_LOG_ERROR, "chord %s: no Redis backend",
-             group_id);
-}
-
-__attribute__((weak)) int cel__chord_set_size(cel_worker_t *worker,
-                                              const char *group_id, size_t size)
-{
-    (void)worker, (void)group_id, (void)size;
-    return CEL_EINVAL;
-}

@@ -469,6 +469,8 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
     request->task->accepted++;
     request->time_start = cel__now();
     cel__event_task(worker, "task-started", request, NULL);
+    /* Before submit, because the pool may free the request. */
+    cel__store_started(worker, request);
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
     cel__pool_t *pool = worker->pool;

@@ -211,8 +211,6 @@ def test_result_expires_zero_keeps_key(worker_factory, redis_db):
         redis_db.delete(key)
 
 
-@pytest.mark.xfail(support.worker_kind() == "c", strict=False,
-                   reason="execute.c does not call cel__store_started yet")
 def test_track_started_stores_started(worker_factory, redis_db):
     worker = worker_factory(env={"CELERY_TASK_TRACK_STARTED": "true"},
                             result_backend=REDIS_BACKEND)

@@ -212,6 +212,11 @@ def format_rate(row):
     return text
 
 
+def format_ratio(value):
+    """Format a ratio with two significant digits, so that 0.004x stays visible."""
+    return f"{value:.2g}x"
+
+
 def format_tasks(row):
     if row["capped"]:
         return f"{row['tasks']} of {row['preloaded']}, capped at {row['max_seconds']:.0f} s"
@@ -229,8 +234,8 @@ def throughput_table(rows, specs):
         if row is None:
             lines.append(f"| {spec.worker} | {spec.pool_label()} | failed | | | | |")
             continue
-        to_ceiling = f"{row['rate'] / ceiling['rate']:.2f}x" if ceiling else "–"
-        to_python = f"{row['rate'] / python['rate']:.1f}x" if python else "–"
+        to_ceiling = format_ratio(row["rate"] / ceiling["rate"]) if ceiling else "–"
+        to_python = format_ratio(row["rate"] / python["rate"]) if python else "–"
         lines.append(f"| {row['worker']} | {row['pool']} | {format_tasks(row)} | {format_rate(row)} "
                      f"| {to_ceiling} | {to_python} | {row['rss']:.1f} |")
     return "\n".join(lines)
@@ -274,9 +279,9 @@ def scaling_table(points):
             str(drain.DEFAULT_PREFETCH_MULTIPLIER * concurrency),
             f"{ceiling['rate']:.0f}" if ceiling else "failed",
             f"{celeriac['rate']:.0f}" if celeriac else "failed",
-            f"{celeriac['rate'] / ceiling['rate']:.2f}x" if ceiling and celeriac else "–",
+            format_ratio(celeriac["rate"] / ceiling["rate"]) if ceiling and celeriac else "–",
             f"{python['rate']:.0f}" if python else "failed",
-            f"{celeriac['rate'] / python['rate']:.1f}x" if python and celeriac else "–",
+            format_ratio(celeriac["rate"] / python["rate"]) if python and celeriac else "–",
             f"{celeriac['rss']:.1f}" if celeriac else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -36,6 +36,8 @@ struct cel__canvas {
     size_t declared_count;
     uint64_t declared_epoch;
     bool chord_refused; /* the last error was a chord without Redis */
+    /* The header member being reported, the parent of a body it sends. */
+    const cel__task_message_t *chord_member;
 };
 
 /* The task whose end sends the follow-ups: the parent of what it sends. */
@@ -876,9 +878,14 @@ void cel__canvas_chord_part(cel_worker_t *worker,
     if (!json_is_object(msg->chord) || msg->group == NULL || msg->id == NULL ||
         worker->backend != CEL__BACKEND_REDIS)
         return;
+    struct cel__canvas *canvas = canvas_of(worker);
+    if (canvas != NULL)
+        canvas->chord_member = msg;
     cel__chord_part_return(worker, msg->group,
                            msg->has_group_index ? msg->group_index : -1,
                            msg->id, state, result, msg->chord);
+    if (canvas != NULL)
+        canvas->chord_member = NULL;
 }
 
 /* Sends errbacks as one group with the failed task's id prepended. */
@@ -1022,8 +1029,18 @@ void cel__chord_complete(cel_worker_t *worker, const char *group_id,
         }
         json_array_append(results, value ? value : json_null());
     }
+    /* As in a Python worker, the member that finished last is the body's
+     * parent, unless the body names one. A part replayed after a Redis
+     * outage has no member at hand. */
+    const cel__task_message_t *member =
+        worker->canvas ? worker->canvas->chord_member : NULL;
+    sender_t sender;
+    if (member != NULL)
+        sender_of(member, &sender);
     json_t *partial = json_pack("[O]", results);
-    json_t *sent = partial ? apply(worker, chord, partial, NULL, NULL) : NULL;
+    json_t *sent =
+        partial ? apply(worker, chord, partial, NULL, member ? &sender : NULL)
+                : NULL;
     if (sent == NULL) {
         char reason[CEL__ERROR_LEN + 32];
         snprintf(reason, sizeof reason, "Callback error: %s",
@@ -1035,4 +1052,3 @@ void cel__chord_complete(cel_worker_t *worker, const char *group_id,
     json_decref(partial);
     json_decref(results);
 }
-

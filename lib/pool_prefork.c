@@ -117,38 +117,51 @@ static uint32_t frame_length(const char *bytes)
            (uint32_t)b[3] << 24;
 }
 
-/* Blocking read of exactly `len` bytes. Returns 0, or -1 on EOF or error. */
-static int read_all(int fd, char *out, size_t len)
+/* Bytes a child has read from its socket and not used yet. */
+typedef struct frame_reader {
+    char *buf;
+    size_t len;
+    size_t cap;
+} frame_reader_t;
+
+/* Reads at least `want` bytes into the reader with as few reads as the
+ * sender allows. Returns 0, or -1 on EOF, error or ENOMEM. */
+static int fill_reader(int fd, frame_reader_t *reader, size_t want)
 {
-    while (len > 0) {
-        ssize_t n = read(fd, out, len);
-        if (n > 0) {
-            out += n;
-            len -= (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
+    if (reader->cap < want) {
+        size_t cap = reader->cap ? reader->cap : 65536;
+        while (cap < want)
+            cap *= 2;
+        char *grown = realloc(reader->buf, cap);
+        if (grown == NULL)
             return -1;
-        }
+        reader->buf = grown;
+        reader->cap = cap;
+    }
+    while (reader->len < want) {
+        ssize_t n =
+            read(fd, reader->buf + reader->len, reader->cap - reader->len);
+        if (n > 0)
+            reader->len += (size_t)n;
+        else if (!(n < 0 && errno == EINTR))
+            return -1;
     }
     return 0;
 }
 
-/* Blocking read of one frame; NULL on EOF or a bad frame. */
-static json_t *read_frame(int fd)
+/* Blocking read of one frame; NULL on EOF or a bad frame. The length and
+ * the text usually arrive in one read. */
+static json_t *read_frame(int fd, frame_reader_t *reader)
 {
-    char head[4];
-    if (read_all(fd, head, sizeof head) != 0)
+    if (fill_reader(fd, reader, 4) != 0)
         return NULL;
-    uint32_t len = frame_length(head);
-    char *text = malloc(len ? len : 1);
-    if (text == NULL || read_all(fd, text, len) != 0) {
-        free(text);
+    size_t len = frame_length(reader->buf);
+    if (fill_reader(fd, reader, 4 + len) != 0)
         return NULL;
-    }
-    json_t *object =
-        json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
-    free(text);
+    json_t *object = json_loadb(reader->buf + 4, len,
+                                JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
+    memmove(reader->buf, reader->buf + 4 + len, reader->len - 4 - len);
+    reader->len -= 4 + len;
     return object;
 }
 
@@ -286,8 +299,9 @@ static void child_main(prefork_pool_t *pool, int fd)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != pool->parent_pid)
         _exit(0);
+    frame_reader_t reader = {0};
     for (;;) {
-        json_t *job = read_frame(fd);
+        json_t *job = read_frame(fd, &reader);
         if (job == NULL)
             _exit(0);
         double soft = 0;
@@ -443,10 +457,15 @@ static bool receive(prefork_pool_t *pool, child_t *child)
             child->buf = grown;
             child->cap = cap;
         }
-        ssize_t n = recv(child->fd, child->buf + child->len,
-                         child->cap - child->len, MSG_DONTWAIT);
+        size_t room = child->cap - child->len;
+        ssize_t n =
+            recv(child->fd, child->buf + child->len, room, MSG_DONTWAIT);
         if (n > 0) {
             child->len += (size_t)n;
+            /* A short read took everything queued, so asking again would
+             * only return EAGAIN: one syscall fewer per reply. */
+            if ((size_t)n < room)
+                break;
             continue;
         }
         if (n < 0 && errno == EINTR)

@@ -65,10 +65,11 @@ class Plan:
     def __init__(self, quick):
         scale = 10 if quick else 1
         self.repeats = 1 if quick else 3
-        # Fast workers drain 20000 tasks.add in 2 to 4 s on 2 CPUs.
-        self.fast_tasks = 20000 // scale
+        # Fast workers drain 15000 tasks.add in 1.5 to 4 s on 2 CPUs, and
+        # preloading them takes about 3.5 s, the largest fixed cost per run.
+        self.fast_tasks = 15000 // scale
         # Python's prefork pool runs about 1000 to 2000 tasks.add/s.
-        self.python_prefork_tasks = 10000 // scale
+        self.python_prefork_tasks = 6000 // scale
         # Python's solo pool at the default prefetch runs either about as
         # fast as its prefork pool or, when it stalls, at about 15 to 50
         # tasks/s (see docs/performance.md), so its runs are capped by time.

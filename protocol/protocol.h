@@ -222,6 +222,35 @@ char *cel__json_dumps_python(json_t *value);
 char *cel__traceback_format(const char *task_name, const char *exc_type,
                             const char *exc_module, const char *message);
 
+/* ---- JSON --------------------------------------------------------------- */
+
+/* Nesting beyond which cel__json_parse fails for any max_depth, so that
+ * its recursion stays bounded. It is jansson 2.14's
+ * own parser limit (JSON_PARSER_MAX_DEPTH). */
+#define CEL__JSON_MAX_DEPTH 2048
+
+/*
+ * Parses one JSON value of any type (RFC 8259) from text[0..len), which
+ * need not be NUL-terminated (NULL reads as empty). It builds the values
+ * json_loadb() builds with JSON_DECODE_ANY | JSON_ALLOW_NUL: integers as
+ * json_integer, other numbers as json_real with the double strtod() reads,
+ * strings checked as UTF-8, \u0000 allowed in strings but not in keys, and
+ * the last of repeated keys winning. Whitespace may follow the value,
+ * nothing else.
+ *
+ * Returns CEL_OK with a new reference in *out. Otherwise *out is NULL, the
+ * reason and its byte offset go into `why` (why_len bytes, may be 0), and
+ * the status is:
+ *   CEL_EDECODE   not valid JSON, invalid UTF-8, a lone surrogate escape,
+ *                 an integer outside int64_t or a number outside a double;
+ *   CEL_ETOODEEP  arrays and objects nest deeper than max_depth (capped at
+ *                 CEL__JSON_MAX_DEPTH); [] alone is depth 1;
+ *   CEL_ENOMEM    out of memory.
+ * Thread-safe.
+ */
+int cel__json_parse(const char *text, size_t len, int max_depth, json_t **out,
+                    char *why, size_t why_len);
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /*

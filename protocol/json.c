@@ -1,9 +1,9 @@
 /*
- * A JSON reader for the hot path (task bodies, pool frames). It builds
- * jansson values and matches json_loadb value for value. Where jansson
- * calls a function for every character, it scans strings eight bytes at a
- * time, copies runs of plain bytes with one memcpy and parses numbers
- * inline.
+ * A JSON reader and writer for the hot path (task bodies, pool frames,
+ * events). Both work on jansson values and match json_loadb and json_dumps
+ * value for value. Where jansson calls a function for every character,
+ * they scan strings eight bytes at a time, copy runs of plain bytes with
+ * one memcpy and parse numbers inline.
  */
 #include <errno.h>
 #include <float.h>
@@ -877,4 +877,331 @@ int cel__json_parse(const char *text, size_t len, int max_depth, json_t **out,
         return p.status != CEL_OK ? p.status : CEL_EDECODE;
     *out = value;
     return CEL_OK;
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+typedef struct writer {
+    char *data; /* NUL-terminated once the dump succeeds */
+    size_t len;
+    size_t cap;
+} writer_t;
+
+static bool writer_grow(writer_t *w, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - w->len)
+        return false;
+    size_t needed = w->len + extra + 1;
+    size_t cap = w->cap ? w->cap * 2 : 256;
+    if (cap < needed)
+        cap = needed;
+    char *grown = realloc(w->data, cap);
+    if (grown == NULL)
+        return false;
+    w->data = grown;
+    w->cap = cap;
+    return true;
+}
+
+/* Makes room for `extra` bytes and the final NUL. */
+static inline bool writer_reserve(writer_t *w, size_t extra)
+{
+    return w->cap - w->len > extra || writer_grow(w, extra);
+}
+
+static inline bool write_bytes(writer_t *w, const void *bytes, size_t len)
+{
+    if (!writer_reserve(w, len))
+        return false;
+    memcpy(w->data + w->len, bytes, len);
+    w->len += len;
+    return true;
+}
+
+static inline bool write_char(writer_t *w, char c)
+{
+    if (!writer_reserve(w, 1))
+        return false;
+    w->data[w->len++] = c;
+    return true;
+}
+
+/* Writes the escape of a byte below 0x20, '"' or '\\': the short form
+ * where JSON has one, else \u00XX with upper-case hex as jansson writes. */
+static bool write_escape(writer_t *w, unsigned char c)
+{
+    char escape[6] = {'\\', 0};
+    size_t len = 2;
+    switch (c) {
+    case '"':
+    case '\\':
+        escape[1] = (char)c;
+        break;
+    case '\b':
+        escape[1] = 'b';
+        break;
+    case '\f':
+        escape[1] = 'f';
+        break;
+    case '\n':
+        escape[1] = 'n';
+        break;
+    case '\r':
+        escape[1] = 'r';
+        break;
+    case '\t':
+        escape[1] = 't';
+        break;
+    default:
+        memcpy(escape + 1, "u00", 3);
+        escape[4] = "0123456789ABCDEF"[c >> 4];
+        escape[5] = "0123456789ABCDEF"[c & 0xF];
+        len = 6;
+    }
+    return write_bytes(w, escape, len);
+}
+
+/* Writes a quoted string. UTF-8 goes out as it is, after a check, because
+ * json_dumps fails on invalid UTF-8 too. Returns false on invalid UTF-8 or
+ * when memory runs out. */
+static bool write_string(writer_t *w, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    const unsigned char *end = p + len;
+    const unsigned char *run = p; /* plain bytes not yet written */
+    if (!writer_reserve(w, len + 2))
+        return false;
+    w->data[w->len++] = '"';
+
+    for (;;) {
+        p = skip_plain_bytes(p, end);
+        if (p == end)
+            break;
+        if (*p >= 0x80) {
+            size_t n = utf8_sequence_length(p, end);
+            if (n == 0)
+                return false;
+            p += n;
+            continue;
+        }
+        if (!write_bytes(w, run, (size_t)(p - run)) || !write_escape(w, *p))
+            return false;
+        run = ++p;
+    }
+    return write_bytes(w, run, (size_t)(p - run)) && write_char(w, '"');
+}
+
+/* Formats an integer into buf (at least 21 bytes). Returns its length. */
+static size_t format_integer(char *buf, json_int_t value)
+{
+    char digits[20];
+    size_t count = 0;
+    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+
+    size_t len = 0;
+    if (value < 0)
+        buf[len++] = '-';
+    while (count > 0)
+        buf[len++] = digits[--count];
+    return len;
+}
+
+/* A double's shortest round-trip digits: value = 0.DIGITS * 10^(exponent
+ * + 1), so exponent is the power of ten of the first digit. */
+typedef struct shortest_digits {
+    char digits[18]; /* no trailing zeros, not NUL-terminated */
+    int count;
+    int exponent;
+} shortest_digits_t;
+
+/* Reads the digits and exponent of printf's "%.*e" output, dropping the
+ * sign, the decimal point (whatever the locale wrote) and trailing zeros. */
+static void read_scientific(const char *text, shortest_digits_t *out)
+{
+    const char *e = strchr(text, 'e');
+    out->count = 0;
+    for (const char *c = text; c < e; c++)
+        if (is_digit((unsigned char)*c))
+            out->digits[out->count++] = *c;
+    while (out->count > 1 && out->digits[out->count - 1] == '0')
+        out->count--;
+    out->exponent = atoi(e + 1);
+}
+
+/* Whether the digits read back as `value` (positive and finite). */
+static bool digits_round_trip(const shortest_digits_t *digits,
+                              const char *scientific, double value)
+{
+    uint64_t mantissa = 0;
+    for (int i = 0; i < digits->count; i++)
+        mantissa = mantissa * 10 + (uint64_t)(digits->digits[i] - '0');
+    double back;
+    if (!decimal_to_double_exact(mantissa,
+                                 digits->exponent - (digits->count - 1), &back))
+        back = strtod_c(scientific, NULL);
+    return back == value;
+}
+
+/*
+ * Finds the shortest digits that read back as `value` (positive, finite,
+ * not 0), and of those the nearest, as Python's float repr does. printf
+ * rounds correctly, so "%.*e" gives the nearest decimal of each length.
+ * For a normal double, at most one 15-digit decimal lies within half an
+ * ulp, so when some form of 15 digits or fewer reads back, "%.14e" prints
+ * it (with trailing zeros), and the search can start at 15 digits. A
+ * subnormal has fewer bits, so its search starts at 1.
+ */
+static void find_shortest_digits(double value, shortest_digits_t *out)
+{
+    char scientific[40];
+    locale_t locale = c_locale_get();
+    locale_t previous = locale ? uselocale(locale) : (locale_t)0;
+    int shortest = value < DBL_MIN ? 1 : 15;
+    for (int precision = shortest; precision <= 17; precision++) {
+        snprintf(scientific, sizeof scientific, "%.*e", precision - 1, value);
+        read_scientific(scientific, out);
+        if (precision == 17 || digits_round_trip(out, scientific, value))
+            break;
+    }
+    if (locale)
+        uselocale(previous);
+}
+
+/*
+ * Formats a finite double as Python's repr() does, so that it reads back as
+ * the same double: the shortest digits, fixed notation for exponents from
+ * -4 to 15 (1e-05, 0.0001, 1000000000000000.0, 1e+16) and ".0" on whole
+ * numbers. buf needs 32 bytes. Returns the length.
+ */
+static size_t format_real(char *buf, double value)
+{
+    size_t len = 0;
+    if (signbit(value)) {
+        buf[len++] = '-';
+        value = -value;
+    }
+    if (value == 0) {
+        memcpy(buf + len, "0.0", 3);
+        return len + 3;
+    }
+    if (value < 1e16 && value == floor(value)) {
+        len += format_integer(buf + len, (json_int_t)value);
+        memcpy(buf + len, ".0", 2);
+        return len + 2;
+    }
+
+    shortest_digits_t d;
+    find_shortest_digits(value, &d);
+    if (d.exponent < -4 || d.exponent >= 16) {
+        buf[len++] = d.digits[0];
+        if (d.count > 1) {
+            buf[len++] = '.';
+            memcpy(buf + len, d.digits + 1, (size_t)d.count - 1);
+            len += (size_t)d.count - 1;
+        }
+        int written = snprintf(buf + len, 8, "e%c%02d",
+                               d.exponent < 0 ? '-' : '+', abs(d.exponent));
+        return len + (size_t)written;
+    }
+    if (d.exponent < 0) {
+        memcpy(buf + len, "0.", 2);
+        len += 2;
+        for (int i = -1; i > d.exponent; i--)
+            buf[len++] = '0';
+        memcpy(buf + len, d.digits, (size_t)d.count);
+        return len + (size_t)d.count;
+    }
+    for (int i = 0; i <= d.exponent; i++)
+        buf[len++] = i < d.count ? d.digits[i] : '0';
+    buf[len++] = '.';
+    if (d.count > d.exponent + 1) {
+        memcpy(buf + len, d.digits + d.exponent + 1,
+               (size_t)(d.count - d.exponent - 1));
+        return len + (size_t)(d.count - d.exponent - 1);
+    }
+    buf[len++] = '0';
+    return len;
+}
+
+static bool write_value(writer_t *w, json_t *value, int depth);
+
+static bool write_array(writer_t *w, json_t *array, int depth)
+{
+    size_t size = json_array_size(array);
+    if (!write_char(w, '['))
+        return false;
+    for (size_t i = 0; i < size; i++) {
+        if (i > 0 && !write_char(w, ','))
+            return false;
+        if (!write_value(w, json_array_get(array, i), depth))
+            return false;
+    }
+    return write_char(w, ']');
+}
+
+/* Keys go out in insertion order, as json_dumps writes them without
+ * JSON_SORT_KEYS. */
+static bool write_object(writer_t *w, json_t *object, int depth)
+{
+    if (!write_char(w, '{'))
+        return false;
+    bool first = true;
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        if (!first && !write_char(w, ','))
+            return false;
+        first = false;
+        if (!write_string(w, json_object_iter_key(iter),
+                          json_object_iter_key_len(iter)) ||
+            !write_char(w, ':') ||
+            !write_value(w, json_object_iter_value(iter), depth))
+            return false;
+    }
+    return write_char(w, '}');
+}
+
+/* `depth` counts the containers around `value`. Past CEL__JSON_MAX_DEPTH
+ * the dump fails, which also ends a cycle of containers. */
+static bool write_value(writer_t *w, json_t *value, int depth)
+{
+    char number[32];
+    switch (json_typeof(value)) {
+    case JSON_OBJECT:
+        return depth < CEL__JSON_MAX_DEPTH && write_object(w, value, depth + 1);
+    case JSON_ARRAY:
+        return depth < CEL__JSON_MAX_DEPTH && write_array(w, value, depth + 1);
+    case JSON_STRING:
+        return write_string(w, json_string_value(value),
+                            json_string_length(value));
+    case JSON_INTEGER:
+        return write_bytes(w, number,
+                           format_integer(number, json_integer_value(value)));
+    case JSON_REAL:
+        return write_bytes(w, number,
+                           format_real(number, json_real_value(value)));
+    case JSON_TRUE:
+        return write_bytes(w, "true", 4);
+    case JSON_FALSE:
+        return write_bytes(w, "false", 5);
+    case JSON_NULL:
+        return write_bytes(w, "null", 4);
+    }
+    return false;
+}
+
+char *cel__json_dump(json_t *value, size_t *len)
+{
+    writer_t w = {0};
+    if (value == NULL || !write_value(&w, value, 0) || !writer_reserve(&w, 0)) {
+        free(w.data);
+        return NULL;
+    }
+    w.data[w.len] = '\0';
+    if (len != NULL)
+        *len = w.len;
+    return w.data;
 }

@@ -224,8 +224,8 @@ char *cel__traceback_format(const char *task_name, const char *exc_type,
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* Nesting beyond which cel__json_parse fails for any max_depth, so that
- * its recursion stays bounded. It is jansson 2.14's
+/* Nesting beyond which cel__json_parse and cel__json_dump fail for any
+ * max_depth, so that their recursion stays bounded. It is jansson 2.14's
  * own parser limit (JSON_PARSER_MAX_DEPTH). */
 #define CEL__JSON_MAX_DEPTH 2048
 
@@ -250,6 +250,21 @@ char *cel__traceback_format(const char *task_name, const char *exc_type,
  */
 int cel__json_parse(const char *text, size_t len, int max_depth, json_t **out,
                     char *why, size_t why_len);
+
+/*
+ * Encodes `value` (borrowed, any type) as compact JSON, as json_dumps() with
+ * JSON_COMPACT | JSON_ENCODE_ANY does: no spaces, object keys in insertion
+ * order, UTF-8 as it is, '"', '\\' and control characters escaped (\n, \t,
+ * ..., else \u00XX), integers in decimal. Reals are written as Python's
+ * repr() writes them (0.1, 1e-05, 1e+16, 2.0), which reads back as the same
+ * double, where json_dumps() writes 17 digits (0.10000000000000001).
+ *
+ * Returns malloc'd NUL-terminated text (the caller frees it) and its length
+ * in *len when len is not NULL. Returns NULL when value is NULL, a string
+ * or key is not valid UTF-8, containers nest deeper than
+ * CEL__JSON_MAX_DEPTH (as a cycle does), or memory runs out. Thread-safe.
+ */
+char *cel__json_dump(json_t *value, size_t *len);
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-/* The JSON reader, checked case by case and against jansson. */
+/* The JSON reader and writer, checked case by case and against jansson. */
 #include <check.h>
 #include <float.h>
 #include <math.h>
@@ -48,6 +48,43 @@ static json_t *parse_ok(const char *text)
     return value;
 }
 
+/* Dumps `value` (which it steals) and checks the text and its length. */
+static void assert_dump(json_t *value, const char *expected)
+{
+    ck_assert_ptr_nonnull(value);
+    size_t len = 0;
+    char *text = cel__json_dump(value, &len);
+    json_decref(value);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, expected);
+    ck_assert_uint_eq(len, strlen(expected));
+    free(text);
+}
+
+/* Whether a value contains a real anywhere, where the two writers format
+ * numbers differently. */
+static bool contains_real(json_t *value)
+{
+    size_t index;
+    const char *key;
+    json_t *item;
+    if (json_is_real(value))
+        return true;
+    if (json_is_array(value)) {
+        json_array_foreach(value, index, item) {
+            if (contains_real(item))
+                return true;
+        }
+    }
+    if (json_is_object(value)) {
+        json_object_foreach(value, key, item) {
+            if (contains_real(item))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Returns the nesting depth of arrays and objects in a value. */
 static int value_depth(json_t *value)
 {
@@ -73,9 +110,38 @@ static int value_depth(json_t *value)
 }
 
 /*
+ * Checks that cel__json_dump writes `value` as json_dumps does: the same
+ * bytes when no real is inside, and text jansson reads back as an equal
+ * value in any case.
+ */
+static void assert_dump_matches_jansson(json_t *value, const char *context)
+{
+    size_t len = 0;
+    char *mine = cel__json_dump(value, &len);
+    char *theirs = json_dumps(value, DUMP_FLAGS);
+    ck_assert_msg(theirs != NULL, "%s: json_dumps failed", context);
+    ck_assert_msg(mine != NULL, "%s: cel__json_dump failed", context);
+    ck_assert_uint_eq(len, strlen(mine));
+    if (!contains_real(value))
+        ck_assert_msg(strcmp(mine, theirs) == 0,
+                      "%s: dump differs from json_dumps:\n%.300s\n%.300s",
+                      context, mine, theirs);
+
+    json_error_t error;
+    json_t *back = json_loadb(mine, len, LOAD_FLAGS, &error);
+    ck_assert_msg(back != NULL, "%s: jansson cannot read the dump: %s", context,
+                  error.text);
+    ck_assert_msg(json_equal(back, value),
+                  "%s: the dump reads back as another value", context);
+    json_decref(back);
+    free(mine);
+    free(theirs);
+}
+
+/*
  * Parses text[0..len) with both parsers and checks that they agree: both
- * reject it, or both accept it and build equal values. Returns whether the
- * text was valid.
+ * reject it, or both accept it and build equal values, which then dump as
+ * json_dumps writes them. Returns whether the text was valid.
  */
 static bool assert_parse_matches_jansson(const char *text, size_t len,
                                          const char *context)
@@ -100,6 +166,7 @@ static bool assert_parse_matches_jansson(const char *text, size_t len,
                   "%d (%s)",
                   context, status, why);
     ck_assert_msg(json_equal(mine, theirs), "%s: the values differ", context);
+    assert_dump_matches_jansson(mine, context);
     json_decref(mine);
     json_decref(theirs);
     return true;
@@ -838,6 +905,186 @@ START_TEST(test_parse_depth_ignores_brackets_in_strings)
 }
 END_TEST
 
+/* ---- dump --------------------------------------------------------------- */
+
+START_TEST(test_dump_scalars)
+{
+    assert_dump(json_null(), "null");
+    assert_dump(json_true(), "true");
+    assert_dump(json_false(), "false");
+    assert_dump(json_integer(0), "0");
+    assert_dump(json_integer(-42), "-42");
+    assert_dump(json_integer(INT64_MAX), "9223372036854775807");
+    assert_dump(json_integer(INT64_MIN), "-9223372036854775808");
+    assert_dump(json_string(""), "\"\"");
+    assert_dump(json_string("abc"), "\"abc\"");
+}
+END_TEST
+
+START_TEST(test_dump_containers_compact)
+{
+    assert_dump(json_array(), "[]");
+    assert_dump(json_object(), "{}");
+    assert_dump(json_pack("[i, s, n, [], {}]", 1, "a"), "[1,\"a\",null,[],{}]");
+    assert_dump(json_pack("{s:i, s:[b, b]}", "x", 1, "y", 1, 0),
+                "{\"x\":1,\"y\":[true,false]}");
+}
+END_TEST
+
+START_TEST(test_dump_keys_in_insertion_order)
+{
+    json_t *object = json_object();
+    const char *keys[] = {"zeta", "alpha", "mid", "b", "a"};
+    for (size_t i = 0; i < 5; i++)
+        json_object_set_new(object, keys[i], json_integer((json_int_t)i));
+    /* Replacing a value keeps the key's place. */
+    json_object_set_new(object, "alpha", json_string("again"));
+    assert_dump(object,
+                "{\"zeta\":0,\"alpha\":\"again\",\"mid\":2,\"b\":3,\"a\":4}");
+}
+END_TEST
+
+START_TEST(test_dump_string_escapes)
+{
+    assert_dump(json_string("\"\\/\b\f\n\r\t"), "\"\\\"\\\\/\\b\\f\\n\\r\\t\"");
+    assert_dump(json_string("\x01\x1f\x7f"), "\"\\u0001\\u001F\x7f\"");
+    assert_dump(json_stringn("a\0b", 3), "\"a\\u0000b\"");
+    assert_dump(json_string("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"),
+                "\"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80\"");
+
+    json_t *object = json_object();
+    json_object_set_new(object, "k\"\n\xc3\xa9", json_integer(1));
+    assert_dump(object, "{\"k\\\"\\n\xc3\xa9\":1}");
+}
+END_TEST
+
+START_TEST(test_dump_rejects_invalid_utf8)
+{
+    const char *invalid[] = {"\xff", "a\xc3", "\xed\xa0\x80", "\xc0\xaf",
+                             "0123456789\x80"};
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        json_t *string = json_stringn_nocheck(invalid[i], strlen(invalid[i]));
+        ck_assert_msg(cel__json_dump(string, NULL) == NULL,
+                      "case %zu was dumped", i);
+        ck_assert_ptr_null(json_dumps(string, DUMP_FLAGS));
+        json_t *array = json_pack("[o]", string);
+        ck_assert_ptr_null(cel__json_dump(array, NULL));
+        json_decref(array);
+    }
+}
+END_TEST
+
+START_TEST(test_dump_null_value_fails)
+{
+    size_t len = 99;
+    ck_assert_ptr_null(cel__json_dump(NULL, &len));
+    ck_assert_uint_eq(len, 99);
+}
+END_TEST
+
+START_TEST(test_dump_depth_is_capped)
+{
+    json_t *root = json_array();
+    json_t *inner = root;
+    for (int i = 1; i < CEL__JSON_MAX_DEPTH; i++) {
+        json_t *next = json_array();
+        json_array_append_new(inner, next);
+        inner = next;
+    }
+    size_t len = 0;
+    char *text = cel__json_dump(root, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(len, 2 * CEL__JSON_MAX_DEPTH);
+    free(text);
+
+    json_array_append_new(inner, json_array());
+    ck_assert_ptr_null(cel__json_dump(root, NULL));
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(test_dump_cycle_fails)
+{
+    json_t *outer = json_array();
+    json_t *inner = json_object();
+    json_array_append(outer, inner);
+    json_object_set(inner, "loop", outer);
+    ck_assert_ptr_null(cel__json_dump(outer, NULL));
+    json_object_clear(inner); /* breaks the cycle so both are freed */
+    json_decref(inner);
+    json_decref(outer);
+}
+END_TEST
+
+typedef struct real_case {
+    double value;
+    const char *repr; /* repr() in Python 3.11 */
+} real_case_t;
+
+static const real_case_t REAL_REPRS[] = {
+    {1.0, "1.0"},
+    {0.1, "0.1"},
+    {-0.0, "-0.0"},
+    {0.0, "0.0"},
+    {2.5, "2.5"},
+    {-2.5, "-2.5"},
+    {1e-5, "1e-05"},
+    {0.0001, "0.0001"},
+    {0.000123, "0.000123"},
+    {1e15, "1000000000000000.0"},
+    {1e16, "1e+16"},
+    {1.5e-7, "1.5e-07"},
+    {123.456, "123.456"},
+    {1712345678.123456, "1712345678.123456"},
+    {1712345678.1234567, "1712345678.1234567"},
+    {3.141592653589793, "3.141592653589793"},
+    {0.3, "0.3"},
+    {1.0 / 3, "0.3333333333333333"},
+    {2.2250738585072014e-308, "2.2250738585072014e-308"},
+    {4.9406564584124654e-324, "5e-324"},
+    {1.5e-323, "1.5e-323"},
+    {DBL_MAX, "1.7976931348623157e+308"},
+    {9007199254740993.0, "9007199254740992.0"},
+    {9999999999999998.0, "9999999999999998.0"},
+    {123456789012345678.0, "1.2345678901234568e+17"},
+    {-1e100, "-1e+100"},
+    {1e22, "1e+22"},
+    {1e23, "1e+23"},
+    {123456780000000.0, "123456780000000.0"},
+    {0.5, "0.5"},
+    {100.0, "100.0"},
+    {1.25e-5, "1.25e-05"},
+};
+
+#define REAL_REPR_COUNT (sizeof REAL_REPRS / sizeof REAL_REPRS[0])
+
+START_TEST(test_dump_real_as_python_repr)
+{
+    const real_case_t *item = &REAL_REPRS[_i];
+    assert_dump(json_real(item->value), item->repr);
+}
+END_TEST
+
+/* Each real reads back as the same double, through strtod. */
+START_TEST(test_dump_real_round_trips)
+{
+    random_state = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 20000; i++) {
+        double value = random_real();
+        json_t *real = json_real(value);
+        char *text = cel__json_dump(real, NULL);
+        ck_assert_ptr_nonnull(text);
+        double back = strtod(text, NULL);
+        ck_assert_msg(memcmp(&back, &value, sizeof back) == 0,
+                      "%.17g dumped as %s", value, text);
+        ck_assert_msg(strchr(text, '.') || strchr(text, 'e'),
+                      "%s would read back as an integer", text);
+        free(text);
+        json_decref(real);
+    }
+}
+END_TEST
+
 /* ---- against jansson ---------------------------------------------------- */
 
 /* The golden bodies, and the golden files themselves, which are indented
@@ -853,6 +1100,11 @@ START_TEST(test_golden_matches_jansson)
     if (json_object_get(golden.headers, "compression") == NULL)
         ck_assert(assert_parse_matches_jansson((const char *)golden.body,
                                                golden.body_len, name));
+    json_t *body = golden_body_json(&golden);
+    ck_assert_ptr_nonnull(body);
+    assert_dump_matches_jansson(body, name);
+    json_decref(body);
+
     char path[512];
     snprintf(path, sizeof path, "%s/golden/%s.json", CEL_TEST_DATA, name);
     FILE *file = fopen(path, "rb");
@@ -889,7 +1141,8 @@ START_TEST(test_malformed_bodies_match_jansson)
 }
 END_TEST
 
-/* Random values: the text json_dumps writes parses back equal. */
+/* Random values: jansson's text parses back equal, and cel__json_dump
+ * writes json_dumps' bytes (when no real is inside). */
 START_TEST(test_random_values_match_jansson)
 {
     random_state = 0x243F6A8885A308D3ULL + (uint64_t)_i;
@@ -964,7 +1217,7 @@ START_TEST(test_mutated_texts_match_jansson)
 END_TEST
 
 /* Items placed at every offset from a word boundary, where the 8-byte
- * scans of the reader hand over to byte-wise code. */
+ * scans of the reader and the writer hand over to byte-wise code. */
 static const char *const BOUNDARY_ITEMS[] = {
     "\\n",
     "\\\"",
@@ -1014,7 +1267,7 @@ START_TEST(test_string_items_at_word_boundaries)
 END_TEST
 
 /* A 1 MiB string of plain runs with escapes and UTF-8 every few hundred
- * bytes, through both readers. */
+ * bytes, through both readers and both writers. */
 START_TEST(test_long_string_matches_jansson)
 {
     size_t cap = (1 << 20) + 64;
@@ -1085,6 +1338,20 @@ static Suite *json_suite(void)
     tcase_add_test(depth, test_parse_depth_is_capped_for_any_max);
     tcase_add_test(depth, test_parse_depth_ignores_brackets_in_strings);
     suite_add_tcase(suite, depth);
+
+    TCase *dump = tcase_create("dump");
+    tcase_add_test(dump, test_dump_scalars);
+    tcase_add_test(dump, test_dump_containers_compact);
+    tcase_add_test(dump, test_dump_keys_in_insertion_order);
+    tcase_add_test(dump, test_dump_string_escapes);
+    tcase_add_test(dump, test_dump_rejects_invalid_utf8);
+    tcase_add_test(dump, test_dump_null_value_fails);
+    tcase_add_test(dump, test_dump_depth_is_capped);
+    tcase_add_test(dump, test_dump_cycle_fails);
+    tcase_add_loop_test(dump, test_dump_real_as_python_repr, 0,
+                        (int)REAL_REPR_COUNT);
+    tcase_add_test(dump, test_dump_real_round_trips);
+    suite_add_tcase(suite, dump);
 
     TCase *jansson = tcase_create("jansson");
     tcase_set_timeout(jansson, 60);

@@ -236,7 +236,8 @@ char *cel__traceback_format(const char *task_name, const char *exc_type,
  * json_integer, other numbers as json_real with the double strtod() reads,
  * strings checked as UTF-8, \u0000 allowed in strings but not in keys, and
  * the last of repeated keys winning. Whitespace may follow the value,
- * nothing else.
+ * nothing else. A NUL byte outside strings is an error, even right after
+ * a number or a literal, where json_loadb in jansson 2.14 skips it.
  *
  * Returns CEL_OK with a new reference in *out. Otherwise *out is NULL, the
  * reason and its byte offset go into `why` (why_len bytes, may be 0), and

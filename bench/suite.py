@@ -71,8 +71,8 @@ class Plan:
         # Python's prefork pool runs about 1000 to 2000 tasks.add/s.
         self.python_prefork_tasks = 6000 // scale
         # Python's solo pool at the default prefetch runs either about as
-        # fast as its prefork pool or, when it stalls, at about 15 to 50
-        # tasks/s (see docs/performance.md), so its runs are capped by time.
+        # fast as its prefork pool or, when it stalls, at tens of tasks/s
+        # (see docs/performance.md), so its runs are capped by time.
         self.python_solo_tasks = 5000 // scale
         self.python_solo_max_seconds = 20.0 / scale
         self.payload_tasks = 100 // scale

@@ -49,7 +49,7 @@ void cel__event_send(cel_worker_t *worker, const char *type, json_t *fields)
     json_object_set_new(fields, "pid", json_integer((json_int_t)getpid()));
     json_object_set_new(fields, "clock",
                         json_integer((json_int_t)cel__clock_forward(worker)));
-    char *body = json_dumps(fields, JSON_COMPACT);
+    char *body = cel__json_dump(fields, NULL);
     json_decref(fields);
     if (body == NULL)
         return;

@@ -75,10 +75,10 @@ static int write_all(int fd, const char *data, size_t len)
 
 static int send_frame(int fd, json_t *object)
 {
-    char *text = json_dumps(object, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t len = 0;
+    char *text = cel__json_dump(object, &len);
     if (text == NULL)
         return -1;
-    size_t len = strlen(text);
     if (len > UINT32_MAX) {
         free(text);
         return -1;
@@ -158,8 +158,9 @@ static json_t *read_frame(int fd, frame_reader_t *reader)
     size_t len = frame_length(reader->buf);
     if (fill_reader(fd, reader, 4 + len) != 0)
         return NULL;
-    json_t *object = json_loadb(reader->buf + 4, len,
-                                JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
+    json_t *object = NULL;
+    cel__json_parse(reader->buf + 4, len, CEL__JSON_MAX_DEPTH, &object, NULL,
+                    0);
     memmove(reader->buf, reader->buf + 4 + len, reader->len - 4 - len);
     reader->len -= 4 + len;
     return object;
@@ -479,8 +480,9 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         uint32_t len = frame_length(child->buf);
         if (child->len < 4 + (size_t)len)
             break;
-        json_t *reply = json_loadb(child->buf + 4, len,
-                                   JSON_ALLOW_NUL | JSON_DECODE_ANY, NULL);
+        json_t *reply = NULL;
+        cel__json_parse(child->buf + 4, len, CEL__JSON_MAX_DEPTH, &reply, NULL,
+                        0);
         memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
         child->len -= 4 + (size_t)len;
         if (child->request == NULL) {

@@ -45,7 +45,7 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
     json_object_set_new(body, "children",
                         children ? json_incref(children) : json_array());
     if (json_object_size(body) == 5)
-        text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+        text = cel__json_dump(body, NULL);
     json_decref(body);
     return text;
 }

@@ -329,20 +329,18 @@ static int parse_body(const cel__wire_message_t *in,
         bytes = inflated;
     }
 
-    if (cel__json_check_depth(bytes, len, limits->max_depth) != CEL_OK) {
+    char reason[160];
+    int parsed = cel__json_parse(bytes, len, limits->max_depth, body, reason,
+                                 sizeof reason);
+    if (parsed == CEL_ETOODEEP)
         status =
             fail(why, why_len, CEL_ETOODEEP,
                  "the body nests deeper than %d levels", limits->max_depth);
-        goto out;
-    }
-
-    json_error_t error;
-    *body = json_loadb(bytes, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
-    if (*body == NULL)
+    else if (parsed == CEL_ENOMEM)
+        status = fail(why, why_len, CEL_ENOMEM, "out of memory");
+    else if (parsed != CEL_OK)
         status = fail(why, why_len, CEL_EDECODE,
-                      "the body is not valid JSON: %s at position %d",
-                      error.text, error.position);
-out:
+                      "the body is not valid JSON: %s", reason);
     free(inflated);
     return status;
 }
@@ -478,7 +476,7 @@ int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
     json_t *array = json_pack("[ooo]", args, kwargs, embed);
     if (array == NULL)
         return CEL_ENOMEM;
-    *body = json_dumps(array, JSON_COMPACT);
+    *body = cel__json_dump(array, body_len);
     json_decref(array);
     *headers = encode_headers(msg);
     if (*body == NULL || *headers == NULL) {
@@ -488,6 +486,5 @@ int cel__task_encode_v2(const cel__task_message_t *msg, json_t **headers,
         *headers = NULL;
         return CEL_ENOMEM;
     }
-    *body_len = strlen(*body);
     return CEL_OK;
 }

@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +81,24 @@ static inline uint64_t flag_special_bytes(uint64_t word)
 static const unsigned char *skip_plain_bytes(const unsigned char *p,
                                              const unsigned char *end)
 {
+#if defined(__SSE2__)
+    /* 16 bytes per step. The signed compare with 0x20 flags control bytes
+     * and bytes of 0x80 and above (negative as signed chars) at once. */
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i special = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(chunk, quote),
+                         _mm_cmpeq_epi8(chunk, backslash)),
+            _mm_cmplt_epi8(chunk, space));
+        int mask = _mm_movemask_epi8(special);
+        if (mask != 0)
+            return p + __builtin_ctz((unsigned)mask);
+        p += 16;
+    }
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     while (end - p >= 8) {
         uint64_t word;

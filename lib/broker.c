@@ -386,6 +386,31 @@ int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
     return status;
 }
 
+int cel__broker_exchange_exists(cel__broker_t *broker, const char *exchange)
+{
+    /* A passive declare of a missing exchange closes its channel, so it is
+     * tried on a channel of its own. */
+    amqp_channel_open(broker->conn, TRIAL_CHANNEL);
+    broker->rpc_channel = TRIAL_CHANNEL;
+    int status = check_reply(broker, "channel.open");
+    if (status == CEL_OK) {
+        amqp_exchange_declare(
+            broker->conn, TRIAL_CHANNEL, amqp_cstring_bytes(exchange),
+            amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
+        status = check_reply(broker, "exchange.declare");
+    }
+    char error[CEL__ERROR_LEN];
+    snprintf(error, sizeof error, "%s", broker->error);
+    if (status == CEL_OK ||
+        strstr(error, "broker closed the channel") == NULL) {
+        amqp_channel_close(broker->conn, TRIAL_CHANNEL, AMQP_REPLY_SUCCESS);
+        amqp_get_rpc_reply(broker->conn);
+    }
+    broker->rpc_channel = CHANNEL;
+    snprintf(broker->error, sizeof broker->error, "%s", error);
+    return status;
+}
+
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count)
 {
     /* global=true, as Celery sends it to RabbitMQ 3.3 and later, unless a

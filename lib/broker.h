@@ -74,6 +74,10 @@ int cel__broker_open_reply_queue(cel__broker_t *broker, const char *key);
 int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
                             int max_priority);
 
+/* Checks on a channel of its own that an exchange exists (a passive
+ * declare). Returns CEL_OK when it does. */
+int cel__broker_exchange_exists(cel__broker_t *broker, const char *exchange);
+
 /* Cancels the consumer of one queue, if there is one. */
 int cel__broker_cancel_queue(cel__broker_t *broker, const char *queue);
 

@@ -35,6 +35,9 @@ struct cel__canvas {
     char *declared[DECLARED_MAX];
     size_t declared_count;
     uint64_t declared_epoch;
+    char *exchanges[DECLARED_MAX]; /* exchanges known to exist */
+    size_t exchange_count;
+    uint64_t exchanges_epoch;
     bool chord_refused; /* the last error was a chord without Redis */
     /* The header member being reported, the parent of a body it sends. */
     const cel__task_message_t *chord_member;
@@ -180,6 +183,8 @@ void cel__canvas_free(cel_worker_t *worker)
     }
     for (size_t i = 0; i < canvas->declared_count; i++)
         free(canvas->declared[i]);
+    for (size_t i = 0; i < canvas->exchange_count; i++)
+        free(canvas->exchanges[i]);
     free(canvas);
     worker->canvas = NULL;
 }
@@ -222,6 +227,38 @@ static void declare_once(cel_worker_t *worker, const char *queue)
         canvas->declared_count++;
 }
 
+/* Checks once per connection that an exchange a follow-up names exists,
+ * because publishing to a missing one makes the broker close the channel
+ * the worker consumes on. Without a connection the message is kept, and
+ * the check waits for the next one. */
+static bool exchange_usable(cel_worker_t *worker, const char *exchange)
+{
+    struct cel__canvas *canvas = canvas_of(worker);
+    if (canvas == NULL || worker->broker == NULL)
+        return true;
+    if (canvas->exchanges_epoch != worker->connection_epoch) {
+        for (size_t i = 0; i < canvas->exchange_count; i++)
+            free(canvas->exchanges[i]);
+        canvas->exchange_count = 0;
+        canvas->exchanges_epoch = worker->connection_epoch;
+    }
+    for (size_t i = 0; i < canvas->exchange_count; i++)
+        if (strcmp(canvas->exchanges[i], exchange) == 0)
+            return true;
+    if (cel__broker_exchange_exists(worker->broker, exchange) != CEL_OK)
+        return false;
+    if (canvas->exchange_count == DECLARED_MAX) {
+        free(canvas->exchanges[0]);
+        memmove(canvas->exchanges, canvas->exchanges + 1,
+                (DECLARED_MAX - 1) * sizeof canvas->exchanges[0]);
+        canvas->exchange_count--;
+    }
+    canvas->exchanges[canvas->exchange_count] = strdup(exchange);
+    if (canvas->exchanges[canvas->exchange_count] != NULL)
+        canvas->exchange_count++;
+    return true;
+}
+
 /* Sends one built message the way Celery routes it: to an exchange and
  * routing key when both are given, else to the queue (options.queue or
  * task_default_queue) through the default exchange. */
@@ -251,6 +288,16 @@ static int send_message(cel_worker_t *worker, cel__sig_message_t *out)
         out->routing_key[0]) {
         publish.exchange = out->exchange;
         publish.routing_key = out->routing_key;
+        if (!exchange_usable(worker, publish.exchange)) {
+            cel__set_error(worker->last_error,
+                           "exchange '%s' of follow-up task %s[%s] was not "
+                           "found: %s",
+                           publish.exchange, out->msg.task, out->msg.id,
+                           cel__broker_error(worker->broker));
+            json_decref(headers);
+            free(body);
+            return CEL_ENOTFOUND;
+        }
     } else {
         publish.exchange = "";
         publish.routing_key = out->queue && out->queue[0]

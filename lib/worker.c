@@ -222,6 +222,10 @@ static void reject_invalid(cel_worker_t *worker, cel__request_t *request,
     cel__log(worker->app, CEL_LOG_WARNING,
              "Rejecting invalid task message %s[%s] (not requeued): %s",
              msg->task ? msg->task : "?", msg->id ? msg->id : "?", why);
+    /* The client waiting on the id gets the reason instead of nothing. */
+    if (msg->id != NULL)
+        cel__store_exception(worker, msg, "FAILURE", "InvalidTaskError",
+                             "celery.exceptions", why, NULL);
     cel__reject(worker, request, false);
 }
 

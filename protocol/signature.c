@@ -7,6 +7,10 @@
 
 #include "protocol.h"
 
+/* The largest AMQP expiration written, in milliseconds (2^31 - 1, about
+ * 24.8 days). */
+#define EXPIRATION_MAX_MS 2147483647.0
+
 static const char *text_member(json_t *object, const char *key)
 {
     return json_string_value(json_object_get(object, key));
@@ -103,6 +107,9 @@ static int time_option(json_t *value, double now, char **text, double *epoch)
     if (!json_is_number(value) || !isfinite(json_number_value(value)))
         return CEL_EINVAL;
     *epoch = now + json_number_value(value);
+    /* ISO-8601 text has four-digit years: 1970 to 9999 here. */
+    if (*epoch < 0 || *epoch > 253402300799.0)
+        return CEL_EINVAL;
     char buf[40];
     if (cel__iso8601_format(*epoch, buf, sizeof buf) != 0)
         return CEL_EINVAL;
@@ -131,6 +138,10 @@ static int fill_times(cel__sig_message_t *out, json_t *options, double now,
         return CEL_EINVAL;
     }
     double left = msg->expires_ts - now;
+    /* RabbitMQ closes the channel for an expiration it cannot take, so a
+     * far one is left to the expires header, which the worker enforces. */
+    if (left * 1000 > EXPIRATION_MAX_MS)
+        return CEL_OK;
     char ms[32];
     snprintf(ms, sizeof ms, "%lld", left > 0 ? (long long)(left * 1000) : 0LL);
     out->expiration = strdup(ms);

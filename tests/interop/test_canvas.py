@@ -19,6 +19,7 @@ tests fetch callback and errback results before the result that lists them.
 """
 
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from celery import Celery, chain, chord, group
@@ -623,3 +624,38 @@ def test_mixed_workers_chord(launch, canvas_apps):
     header = [canvas.signature("tasks.add", number, 1) for number in range(MIXED_GROUP_SIZE)]
     result = chord(header)(canvas.signature("tasks.xsum"))
     assert result.get(timeout=RESULT_TIMEOUT) == sum(range(1, MIXED_GROUP_SIZE + 1))
+
+
+# ---------------------------------------------------------------------------
+# Follow-ups the broker would refuse
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.c_only("Python Celery 5.2 keeps publishing on the channel the broker closed")
+def test_link_to_missing_exchange_fails_parent(canvas):
+    callback = canvas.immutable("tasks.echo", "never").set(
+        exchange=support.unique_name("interop.missing"), routing_key="nowhere")
+    parent = canvas.signature("tasks.add", 1, 2).apply_async(link=callback)
+    with pytest.raises(ValueError, match="not found"):
+        parent.get(timeout=RESULT_TIMEOUT)
+    after = canvas.signature("tasks.add", 2, 2).apply_async()
+    assert after.get(timeout=RESULT_TIMEOUT) == 4, "worker stopped consuming"
+
+
+@pytest.mark.python_xfail(
+    reason="kombu sends the far expiry as an AMQP expiration that RabbitMQ "
+    "refuses, so the callback is lost")
+def test_link_with_far_expires_runs(canvas):
+    far = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    callback, callback_id = canvas.frozen_immutable("tasks.echo", "late", expires=far)
+    parent = canvas.signature("tasks.add", 1, 2).apply_async(link=callback)
+    assert parent.get(timeout=RESULT_TIMEOUT) == 3
+    assert canvas.get(callback_id) == "late"
+
+
+@pytest.mark.c_only("checks the C worker's error for an eta past year 9999")
+def test_link_with_huge_countdown_fails_parent(canvas):
+    callback = canvas.immutable("tasks.echo", "never", countdown=1e300)
+    parent = canvas.signature("tasks.add", 1, 2).apply_async(link=callback)
+    with pytest.raises(ValueError, match="countdown or eta"):
+        parent.get(timeout=RESULT_TIMEOUT)

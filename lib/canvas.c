@@ -39,6 +39,10 @@ struct cel__canvas {
     size_t exchange_count;
     uint64_t exchanges_epoch;
     bool chord_refused; /* the last error was a chord without Redis */
+    /* Follow-ups that cannot be published now are dropped, not kept: the
+     * broker will deliver their acks_late parent again, and its rerun
+     * sends them. */
+    bool drop_unsent;
     /* The header member being reported, the parent of a body it sends. */
     const cel__task_message_t *chord_member;
 };
@@ -131,6 +135,12 @@ static void add_pending_message(cel_worker_t *worker,
         canvas->head = item;
     canvas->tail = item;
     canvas->pending_count++;
+}
+
+void cel__canvas_drop_unsent(cel_worker_t *worker, bool drop)
+{
+    if (canvas_of(worker) != NULL)
+        worker->canvas->drop_unsent = drop;
 }
 
 void cel__canvas_flush(cel_worker_t *worker)
@@ -305,8 +315,14 @@ static int send_message(cel_worker_t *worker, cel__sig_message_t *out)
                                   : worker->app->settings.task_default_queue;
         declare_once(worker, publish.routing_key);
     }
-    if (worker->broker == NULL ||
-        cel__broker_publish(worker->broker, &publish) != CEL_OK) {
+    bool sent = worker->broker != NULL &&
+                cel__broker_publish(worker->broker, &publish) == CEL_OK;
+    if (!sent && worker->canvas->drop_unsent) {
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Cannot send follow-up task %s[%s] now; it is dropped, "
+                 "because the broker delivers its acks_late parent again",
+                 out->msg.task, out->msg.id);
+    } else if (!sent) {
         cel__log(worker->app, CEL_LOG_WARNING,
                  "Cannot send follow-up task %s[%s] now; it is kept for the "
                  "next connection",

@@ -73,7 +73,15 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
 static bool send_follow_ups(cel_worker_t *worker, const cel__request_t *request,
                             json_t *result, json_t *children)
 {
+    /* An acks_late task that ends while the broker is away is delivered
+     * again after the reconnect, and that run sends the follow-ups, so
+     * they are not kept as well. (A copy redelivered while the first run
+     * still went on is acked unrun, so then they are sent.) */
+    bool redelivered_later =
+        acks_late(worker, request->task) && worker->broker == NULL;
+    cel__canvas_drop_unsent(worker, redelivered_later);
     int status = cel__canvas_on_success(worker, request, result, children);
+    cel__canvas_drop_unsent(worker, false);
     if (status == CEL_OK)
         return true;
     cel__log(worker->app, CEL_LOG_ERROR,

@@ -276,9 +276,12 @@ int cel_app_get(const cel_app_t *app, const char *name, char *buf,
  * Celery's conf command shows broker URLs. Returns malloc'd text. */
 static char *mask_url_password(const char *url)
 {
-    const char *scheme = strstr(url, "://");
+    /* The user part follows the scheme's ':' and any slashes. */
+    const char *scheme = strchr(url, ':');
+    while (scheme != NULL && scheme[1] == '/')
+        scheme++;
     const char *at = strchr(url, '@');
-    const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+    const char *colon = scheme ? strchr(scheme + 1, ':') : NULL;
     if (scheme == NULL || at == NULL || colon == NULL || colon > at)
         return strdup(url);
     char *out = NULL;

@@ -884,11 +884,11 @@ static int configure(cel_worker_t *worker)
             return status == CEL_ENOMEM ? CEL_ENOMEM : CEL_EINVAL;
     } else {
         /* Only the scheme is shown: the rest may hold a password. */
-        const char *scheme_end = strstr(backend, "://");
+        const char *scheme_end = strchr(backend, ':');
         cel__set_error(worker->last_error,
                        "result backend '%.*s' is not supported: use rpc://, "
                        "redis:// or rediss://",
-                       scheme_end ? (int)(scheme_end - backend + 3)
+                       scheme_end ? (int)(scheme_end - backend + 1)
                                   : (int)strlen(backend),
                        backend);
         return CEL_EINVAL;

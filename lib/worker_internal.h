@@ -260,6 +260,10 @@ void cel__chord_part_return(cel_worker_t *worker, const char *group_id,
 int cel__chord_set_size(cel_worker_t *worker, const char *group_id,
                         size_t size);
 
+/* Sets whether follow-ups that cannot be published now are dropped
+ * instead of kept for the next connection. */
+void cel__canvas_drop_unsent(cel_worker_t *worker, bool drop);
+
 /* Publishes follow-up messages kept while the broker was away. */
 void cel__canvas_flush(cel_worker_t *worker);
 void cel__canvas_free(cel_worker_t *worker);

@@ -178,9 +178,13 @@ static int write_pidfile(const char *path)
  * broker URLs. */
 static void mask_password(char *url)
 {
-    char *start = strstr(url, "://");
-    char *at = start ? strchr(start + 3, '@') : NULL;
-    char *colon = start ? strchr(start + 3, ':') : NULL;
+    /* The user part follows the scheme's ':' and any slashes, so a URL
+     * written without "//" is masked too. */
+    char *start = strchr(url, ':');
+    while (start != NULL && start[1] == '/')
+        start++;
+    char *at = start ? strchr(start + 1, '@') : NULL;
+    char *colon = start ? strchr(start + 1, ':') : NULL;
     if (at == NULL || colon == NULL || colon > at)
         return;
     memmove(colon + 3, at, strlen(at) + 1);

@@ -43,6 +43,7 @@ PLOT_SCRIPT = REPO_ROOT / "bench" / "scaling.gp"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 DEFAULT_PLOT = REPO_ROOT / "docs" / "bench-scaling.png"
 RESULTS_JSON = drain.LOG_DIR / "results.json"
+SNAPSHOT_DIR = drain.LOG_DIR / "snapshot"
 SCALING_DATA = drain.LOG_DIR / "scaling.dat"
 
 MIB = 1024 * 1024
@@ -419,7 +420,7 @@ def load_average():
         return " ".join(loadavg.read().split()[:3])
 
 
-def collect_setup(load_before, load_after, started, seconds):
+def collect_setup(load_before, load_after, started, seconds, revision):
     debian = pathlib.Path("/etc/debian_version")
     return "\n".join([
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; the whole suite took {seconds / 60:.1f} minutes.",
@@ -431,7 +432,7 @@ def collect_setup(load_before, load_after, started, seconds):
         f"- Broker: {broker_version()} on 127.0.0.1:5672, the same node for every row.",
         f"- Python side: Python {platform.python_version()}, celery {celery.__version__}, "
         f"kombu {kombu.__version__}, amqp {amqp.__version__} (Debian packages).",
-        f"- celeriac: {command_output([str(drain.CELERIAC), '-V'])} at {git_revision()}, "
+        f"- celeriac: {command_output([str(drain.CELERIAC), '-V'])} at {revision}, "
         f"built by `make` with {compiler_flags()}; librabbitmq "
         f"{command_output(['dpkg-query', '-W', '-f=${Version}', 'librabbitmq4'])}.",
     ])
@@ -481,6 +482,22 @@ def check_prerequisites():
                  "run `make all build/bench/ceiling` or `make bench`")
 
 
+def snapshot_binaries():
+    """Copy the worker binaries aside and point the runs at the copies.
+
+    Other work in the same tree may rebuild build/ while the suite runs, and
+    every row must measure the same build. Returns the git revision that
+    the copies were taken at.
+    """
+    SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("CELERIAC", "DEMO_TASKS", "CEILING"):
+        source = getattr(drain, name)
+        copy = SNAPSHOT_DIR / source.name
+        shutil.copy2(source, copy)
+        setattr(drain, name, copy)
+    return git_revision()
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -496,6 +513,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_prerequisites()
+    revision = snapshot_binaries()
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     plan = Plan(args.quick)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -519,7 +537,7 @@ def main(argv=None):
     points = scaling_points(tables["rpc"], scaling_extra)
     target_lines = evaluate_targets(tables, latency_rows)
     sections = {
-        "setup": collect_setup(load_before, load_average(), started, seconds),
+        "setup": collect_setup(load_before, load_average(), started, seconds, revision),
         "targets": "\n".join(f"- {text}" for text, _ in target_lines),
         "repeats": str(plan.repeats),
         "rpc_table": throughput_table(tables["rpc"], specs["rpc"]),

@@ -89,10 +89,10 @@ static const unsigned char *skip_plain_bytes(const unsigned char *p,
     const __m128i space = _mm_set1_epi8(0x20);
     while (end - p >= 16) {
         __m128i chunk = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i special = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(chunk, quote),
-                         _mm_cmpeq_epi8(chunk, backslash)),
-            _mm_cmplt_epi8(chunk, space));
+        __m128i special =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote),
+                                      _mm_cmpeq_epi8(chunk, backslash)),
+                         _mm_cmplt_epi8(chunk, space));
         int mask = _mm_movemask_epi8(special);
         if (mask != 0)
             return p + __builtin_ctz((unsigned)mask);

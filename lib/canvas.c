@@ -38,7 +38,7 @@ struct cel__canvas {
     char *exchanges[DECLARED_MAX]; /* exchanges known to exist */
     size_t exchange_count;
     uint64_t exchanges_epoch;
-    bool chord_refused; /* the last error was a chord without Redis */
+    bool chord_unsupported; /* the last error was a chord without Redis */
     /* Follow-ups that cannot be published now are dropped, not kept: the
      * broker will deliver their acks_late parent again, and its rerun
      * sends them. */
@@ -445,7 +445,7 @@ static bool chords_supported(cel_worker_t *worker)
 {
     if (worker->backend == CEL__BACKEND_REDIS)
         return true;
-    worker->canvas->chord_refused = true;
+    worker->canvas->chord_unsupported = true;
     cel__set_error(worker->last_error,
                    "cannot start a chord: chords need the Redis result "
                    "backend");
@@ -912,7 +912,7 @@ int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
     int status = CEL_ENOMEM;
     if (partial == NULL || options == NULL || canvas_of(worker) == NULL)
         goto done;
-    worker->canvas->chord_refused = false;
+    worker->canvas->chord_unsupported = false;
     status = send_callbacks(worker, msg, partial, options, children);
     if (status == CEL_OK && has_chain) {
         size_t last = json_array_size(msg->chain) - 1;
@@ -929,7 +929,7 @@ int cel__canvas_on_success(cel_worker_t *worker, const cel__request_t *request,
 done:
     json_decref(partial);
     json_decref(options);
-    if (status != CEL_OK && worker->canvas && worker->canvas->chord_refused)
+    if (status != CEL_OK && worker->canvas && worker->canvas->chord_unsupported)
         return CEL_EBACKEND;
     return status;
 }
@@ -975,7 +975,7 @@ static void send_errbacks(cel_worker_t *worker, json_t *errbacks,
 }
 
 /* Stores the failure under every later chain step with an id, so a client
- * waiting on the chain's last result sees it. */
+ * waiting on the chain's last result receives it. */
 static void fail_chain(cel_worker_t *worker, const cel__request_t *request,
                        json_t *exc, const char *traceback)
 {
@@ -1033,10 +1033,10 @@ static char *stored_exception_repr(json_t *exc)
             tuple[len - 2] = ')', tuple[len - 1] = '\0';
         inner = tuple;
     } else if (args != NULL) {
-        char *one = cel__pyrepr(args, 1024, false);
-        if (one != NULL && asprintf(&inner, "(%s)", one) < 0)
+        char *arg_repr = cel__pyrepr(args, 1024, false);
+        if (arg_repr != NULL && asprintf(&inner, "(%s)", arg_repr) < 0)
             inner = NULL;
-        free(one);
+        free(arg_repr);
     }
     char *repr = NULL;
     if (asprintf(&repr, "%s%s", type, inner ? inner : "()") < 0)

@@ -1,9 +1,13 @@
 /* AMQP 0-9-1 transport on rabbitmq-c: connect, declare, consume, publish. */
 #include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include "broker.h"
 
@@ -587,8 +591,180 @@ static int open_reply_entities(cel__broker_t *broker, const char *key)
                                  true);
 }
 
+/* ---- publishing in one write -------------------------------------------- */
+
+/* Room for the method and header frames of a publish without headers:
+ * 7 + 4 + 2 + 2 * 256 + 1 + 1 and 7 + 14 + 4 * 256 + 2 + 1, rounded up. */
+#define PUBLISH_HEAD_MAX 1600
+#define FRAME_END        0xCE
+
+typedef struct frame_writer {
+    unsigned char *data;
+    size_t len;
+} frame_writer_t;
+
+static void put_u8(frame_writer_t *w, unsigned value)
+{
+    w->data[w->len++] = (unsigned char)value;
+}
+
+static void put_u16(frame_writer_t *w, unsigned value)
+{
+    put_u8(w, (value >> 8) & 0xFF);
+    put_u8(w, value & 0xFF);
+}
+
+static void put_u32(frame_writer_t *w, uint32_t value)
+{
+    put_u16(w, value >> 16);
+    put_u16(w, value & 0xFFFF);
+}
+
+static void put_u64(frame_writer_t *w, uint64_t value)
+{
+    put_u32(w, (uint32_t)(value >> 32));
+    put_u32(w, (uint32_t)value);
+}
+
+static void put_short_string(frame_writer_t *w, const char *text, size_t len)
+{
+    put_u8(w, (unsigned)len);
+    memcpy(w->data + w->len, text, len);
+    w->len += len;
+}
+
+/* Writes a frame's type, channel and a size that end_frame fills in.
+ * Returns where the payload starts. */
+static size_t begin_frame(frame_writer_t *w, unsigned type)
+{
+    put_u8(w, type);
+    put_u16(w, CHANNEL);
+    put_u32(w, 0);
+    return w->len;
+}
+
+static void end_frame(frame_writer_t *w, size_t payload_start)
+{
+    uint32_t size = (uint32_t)(w->len - payload_start);
+    frame_writer_t at = {w->data, payload_start - 4};
+    put_u32(&at, size);
+    put_u8(w, FRAME_END);
+}
+
+/* Sends every byte of `parts`, waiting while the socket is full. */
+static int send_parts(int fd, struct iovec *parts, int count)
+{
+    while (count > 0) {
+        struct msghdr message = {.msg_iov = parts, .msg_iovlen = (size_t)count};
+        ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd wait = {.fd = fd, .events = POLLOUT};
+            if (poll(&wait, 1, 30000) <= 0)
+                return -1;
+            continue;
+        }
+        if (sent < 0)
+            return -1;
+        size_t done = (size_t)sent;
+        while (count > 0 && done >= parts->iov_len) {
+            done -= parts->iov_len;
+            parts++;
+            count--;
+        }
+        if (count > 0) {
+            parts->iov_base = (char *)parts->iov_base + done;
+            parts->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+static bool short_string_fits(const char *text)
+{
+    return text == NULL || strlen(text) <= 255;
+}
+
+/* Publishes a message without headers whose body fits one frame with a
+ * single sendmsg, where rabbitmq-c writes each of the three frames with
+ * its own send. The bytes on the wire are the same. Returns 1 when it did
+ * not apply, so the caller publishes through rabbitmq-c. */
+static int publish_in_one_write(cel__broker_t *broker,
+                                const cel__publish_t *msg)
+{
+    size_t frame_max = (size_t)amqp_get_frame_max(broker->conn);
+    if (msg->headers != NULL || msg->body_len == 0 || frame_max < 4096 ||
+        msg->body_len > frame_max - 8 || !short_string_fits(msg->exchange) ||
+        !short_string_fits(msg->routing_key) ||
+        !short_string_fits(msg->correlation_id) ||
+        !short_string_fits(msg->reply_to) ||
+        !short_string_fits(msg->expiration))
+        return 1;
+    unsigned char head[PUBLISH_HEAD_MAX];
+    frame_writer_t w = {head, 0};
+
+    size_t start = begin_frame(&w, AMQP_FRAME_METHOD);
+    put_u16(&w, 60); /* basic */
+    put_u16(&w, 40); /* publish */
+    put_u16(&w, 0);  /* reserved (ticket) */
+    put_short_string(&w, msg->exchange, strlen(msg->exchange));
+    put_short_string(&w, msg->routing_key, strlen(msg->routing_key));
+    put_u8(&w, 0); /* neither mandatory nor immediate */
+    end_frame(&w, start);
+
+    unsigned flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+                     AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                     AMQP_BASIC_DELIVERY_MODE_FLAG;
+    if (msg->priority >= 0)
+        flags |= AMQP_BASIC_PRIORITY_FLAG;
+    if (msg->correlation_id != NULL)
+        flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    if (msg->reply_to != NULL)
+        flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    if (msg->expiration != NULL)
+        flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    start = begin_frame(&w, AMQP_FRAME_HEADER);
+    put_u16(&w, 60); /* basic */
+    put_u16(&w, 0);  /* weight */
+    put_u64(&w, msg->body_len);
+    put_u16(&w, flags);
+    /* Properties follow in the order of their flag bits. */
+    put_short_string(&w, "application/json", 16);
+    put_short_string(&w, "utf-8", 5);
+    put_u8(&w, (unsigned)msg->delivery_mode);
+    if (msg->priority >= 0)
+        put_u8(&w, (unsigned)msg->priority);
+    if (msg->correlation_id != NULL)
+        put_short_string(&w, msg->correlation_id, strlen(msg->correlation_id));
+    if (msg->reply_to != NULL)
+        put_short_string(&w, msg->reply_to, strlen(msg->reply_to));
+    if (msg->expiration != NULL)
+        put_short_string(&w, msg->expiration, strlen(msg->expiration));
+    end_frame(&w, start);
+
+    unsigned char body_head[7];
+    frame_writer_t b = {body_head, 0};
+    put_u8(&b, AMQP_FRAME_BODY);
+    put_u16(&b, CHANNEL);
+    put_u32(&b, (uint32_t)msg->body_len);
+    unsigned char end = FRAME_END;
+    struct iovec parts[4] = {
+        {head, w.len},
+        {body_head, sizeof body_head},
+        {(void *)msg->body, msg->body_len},
+        {&end, 1},
+    };
+    if (send_parts(amqp_get_sockfd(broker->conn), parts, 4) != 0)
+        return write_status(broker, AMQP_STATUS_SOCKET_ERROR, "basic.publish");
+    return CEL_OK;
+}
+
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)
 {
+    int fast = publish_in_one_write(broker, msg);
+    if (fast != 1)
+        return fast;
     amqp_basic_properties_t props;
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |

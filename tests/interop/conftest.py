@@ -114,6 +114,17 @@ def start_worker(worker):
         worker.stop()
         support.delete_queue(worker.queue)
         pytest.fail(str(error), pytrace=False)
+    except BaseException:
+        # Any other failure (a broker connection reset while publishing the
+        # warm-up tasks, say) must not leave the worker running. The queue
+        # is deleted when the broker still answers; the first error is the
+        # one reported.
+        worker.stop()
+        try:
+            support.delete_queue(worker.queue)
+        except Exception:
+            pass
+        raise
 
 
 def warm_up(worker):

@@ -109,6 +109,10 @@ def launch_worker(kind, tag, backend, app, queue=None, env=None):
             f"{support.READY_TIMEOUT} s; log {process.log_path}:\n{process.log_tail()}",
             pytrace=False,
         )
+    except BaseException:
+        # A broker or Redis error while warming up must not leave it running.
+        process.stop()
+        raise
     return process
 
 

@@ -117,7 +117,7 @@ def start_worker(worker):
     except BaseException:
         # Any other failure (a broker connection reset while publishing the
         # warm-up tasks, say) must not leave the worker running. The queue
-        # is deleted when the broker still answers; the first error is the
+        # is deleted when the broker is still reachable; the first error is the
         # one reported.
         worker.stop()
         try:

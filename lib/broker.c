@@ -366,18 +366,19 @@ int cel__broker_declare_task_queue(cel__broker_t *broker, const char *queue,
                                  existing);
 }
 
-int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
-                            int max_priority)
+/* Opens the trial channel, runs `step` on it and closes it again. The
+ * broker closes the channel of a declare it rejects, so declares of names
+ * chosen at run time go there and cost the worker's channels nothing. The
+ * error of `step` is kept over that of the close. */
+static int on_trial_channel(cel__broker_t *broker,
+                            int (*step)(cel__broker_t *broker, const void *arg),
+                            const void *arg)
 {
-    /* The broker closes the channel of a declare it refuses, so a queue
-     * named at run time is tried on a channel of its own first. */
     amqp_channel_open(broker->conn, TRIAL_CHANNEL);
     broker->rpc_channel = TRIAL_CHANNEL;
     int status = check_reply(broker, "channel.open");
-    bool existing = false;
     if (status == CEL_OK)
-        status = declare_task_queue_on(broker, TRIAL_CHANNEL, queue,
-                                       max_priority, &existing);
+        status = step(broker, arg);
     char error[CEL__ERROR_LEN];
     snprintf(error, sizeof error, "%s", broker->error);
     if (status == CEL_OK ||
@@ -390,29 +391,37 @@ int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
     return status;
 }
 
+typedef struct trial_queue {
+    const char *queue;
+    int max_priority;
+} trial_queue_t;
+
+static int declare_trial_queue(cel__broker_t *broker, const void *arg)
+{
+    const trial_queue_t *trial = arg;
+    bool existing = false;
+    return declare_task_queue_on(broker, TRIAL_CHANNEL, trial->queue,
+                                 trial->max_priority, &existing);
+}
+
+int cel__broker_try_declare(cel__broker_t *broker, const char *queue,
+                            int max_priority)
+{
+    trial_queue_t trial = {queue, max_priority};
+    return on_trial_channel(broker, declare_trial_queue, &trial);
+}
+
+static int declare_exchange_passive(cel__broker_t *broker, const void *arg)
+{
+    amqp_exchange_declare(broker->conn, TRIAL_CHANNEL, amqp_cstring_bytes(arg),
+                          amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+                          amqp_empty_table);
+    return check_reply(broker, "exchange.declare");
+}
+
 int cel__broker_exchange_exists(cel__broker_t *broker, const char *exchange)
 {
-    /* A passive declare of a missing exchange closes its channel, so it is
-     * tried on a channel of its own. */
-    amqp_channel_open(broker->conn, TRIAL_CHANNEL);
-    broker->rpc_channel = TRIAL_CHANNEL;
-    int status = check_reply(broker, "channel.open");
-    if (status == CEL_OK) {
-        amqp_exchange_declare(
-            broker->conn, TRIAL_CHANNEL, amqp_cstring_bytes(exchange),
-            amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
-        status = check_reply(broker, "exchange.declare");
-    }
-    char error[CEL__ERROR_LEN];
-    snprintf(error, sizeof error, "%s", broker->error);
-    if (status == CEL_OK ||
-        strstr(error, "broker closed the channel") == NULL) {
-        amqp_channel_close(broker->conn, TRIAL_CHANNEL, AMQP_REPLY_SUCCESS);
-        amqp_get_rpc_reply(broker->conn);
-    }
-    broker->rpc_channel = CHANNEL;
-    snprintf(broker->error, sizeof broker->error, "%s", error);
-    return status;
+    return on_trial_channel(broker, declare_exchange_passive, exchange);
 }
 
 int cel__broker_qos(cel__broker_t *broker, uint16_t prefetch_count)

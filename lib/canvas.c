@@ -11,8 +11,8 @@
 /* Follow-up messages kept for a later connection; past this many the
  * oldest is dropped, so a long outage cannot exhaust memory. */
 #define PENDING_MESSAGES_MAX 100000
-/* Task queues declared on this connection before publishing to them. */
-#define DECLARED_MAX 64
+/* Names remembered per connection: queues declared and exchanges found. */
+#define NAME_CACHE_MAX 64
 
 typedef struct pending_message {
     struct pending_message *next;
@@ -27,17 +27,20 @@ typedef struct pending_message {
     size_t body_len;
 } pending_message_t;
 
+/* Names checked on one connection; the oldest goes when it is full. */
+typedef struct name_cache {
+    char *names[NAME_CACHE_MAX];
+    size_t count;
+    uint64_t epoch; /* the connection the names belong to */
+} name_cache_t;
+
 struct cel__canvas {
     char reply_to[37]; /* what Celery calls the app's oid */
     pending_message_t *head;
     pending_message_t *tail;
     size_t pending_count;
-    char *declared[DECLARED_MAX];
-    size_t declared_count;
-    uint64_t declared_epoch;
-    char *exchanges[DECLARED_MAX]; /* exchanges known to exist */
-    size_t exchange_count;
-    uint64_t exchanges_epoch;
+    name_cache_t declared_queues;
+    name_cache_t found_exchanges;
     bool chord_unsupported; /* the last error was a chord without Redis */
     /* Follow-ups that cannot be published now are dropped, not kept: the
      * broker will deliver their acks_late parent again, and its rerun
@@ -46,6 +49,40 @@ struct cel__canvas {
     /* The header member being reported, the parent of a body it sends. */
     const cel__task_message_t *chord_member;
 };
+
+static void cache_clear(name_cache_t *cache)
+{
+    for (size_t i = 0; i < cache->count; i++)
+        free(cache->names[i]);
+    cache->count = 0;
+}
+
+/* Whether `name` was added on connection `epoch`. Names of an earlier
+ * connection are forgotten first. */
+static bool cache_has(name_cache_t *cache, uint64_t epoch, const char *name)
+{
+    if (cache->epoch != epoch) {
+        cache_clear(cache);
+        cache->epoch = epoch;
+    }
+    for (size_t i = 0; i < cache->count; i++)
+        if (strcmp(cache->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void cache_add(name_cache_t *cache, const char *name)
+{
+    if (cache->count == NAME_CACHE_MAX) {
+        free(cache->names[0]);
+        memmove(cache->names, cache->names + 1,
+                (NAME_CACHE_MAX - 1) * sizeof cache->names[0]);
+        cache->count--;
+    }
+    cache->names[cache->count] = strdup(name);
+    if (cache->names[cache->count] != NULL)
+        cache->count++;
+}
 
 /* The task whose end sends the follow-ups: the parent of what it sends. */
 typedef struct sender {
@@ -191,31 +228,21 @@ void cel__canvas_free(cel_worker_t *worker)
         canvas->head = item->next;
         free_pending_message(item);
     }
-    for (size_t i = 0; i < canvas->declared_count; i++)
-        free(canvas->declared[i]);
-    for (size_t i = 0; i < canvas->exchange_count; i++)
-        free(canvas->exchanges[i]);
+    cache_clear(&canvas->declared_queues);
+    cache_clear(&canvas->found_exchanges);
     free(canvas);
     worker->canvas = NULL;
 }
 
 /* Declares a queue once per connection, as Celery's producer declares the
  * queue it routes to, so a follow-up for a queue without consumers waits
- * there. A refused declaration is logged; the message is still sent. */
+ * there. A rejected declaration is logged, and the message is still sent. */
 static void declare_once(cel_worker_t *worker, const char *queue)
 {
     struct cel__canvas *canvas = canvas_of(worker);
-    if (canvas == NULL || worker->broker == NULL)
+    if (canvas == NULL || worker->broker == NULL ||
+        cache_has(&canvas->declared_queues, worker->connection_epoch, queue))
         return;
-    if (canvas->declared_epoch != worker->connection_epoch) {
-        for (size_t i = 0; i < canvas->declared_count; i++)
-            free(canvas->declared[i]);
-        canvas->declared_count = 0;
-        canvas->declared_epoch = worker->connection_epoch;
-    }
-    for (size_t i = 0; i < canvas->declared_count; i++)
-        if (strcmp(canvas->declared[i], queue) == 0)
-            return;
     for (size_t i = 0; i < worker->queue_count; i++)
         if (strcmp(worker->queues[i], queue) == 0)
             return;
@@ -226,15 +253,7 @@ static void declare_once(cel_worker_t *worker, const char *queue)
                  "Cannot declare queue %s for a follow-up task (%s); "
                  "sending it anyway",
                  queue, cel__broker_error(worker->broker));
-    if (canvas->declared_count == DECLARED_MAX) {
-        free(canvas->declared[0]);
-        memmove(canvas->declared, canvas->declared + 1,
-                (DECLARED_MAX - 1) * sizeof canvas->declared[0]);
-        canvas->declared_count--;
-    }
-    canvas->declared[canvas->declared_count] = strdup(queue);
-    if (canvas->declared[canvas->declared_count] != NULL)
-        canvas->declared_count++;
+    cache_add(&canvas->declared_queues, queue);
 }
 
 /* Checks once per connection that an exchange a follow-up names exists,
@@ -244,28 +263,12 @@ static void declare_once(cel_worker_t *worker, const char *queue)
 static bool exchange_usable(cel_worker_t *worker, const char *exchange)
 {
     struct cel__canvas *canvas = canvas_of(worker);
-    if (canvas == NULL || worker->broker == NULL)
+    if (canvas == NULL || worker->broker == NULL ||
+        cache_has(&canvas->found_exchanges, worker->connection_epoch, exchange))
         return true;
-    if (canvas->exchanges_epoch != worker->connection_epoch) {
-        for (size_t i = 0; i < canvas->exchange_count; i++)
-            free(canvas->exchanges[i]);
-        canvas->exchange_count = 0;
-        canvas->exchanges_epoch = worker->connection_epoch;
-    }
-    for (size_t i = 0; i < canvas->exchange_count; i++)
-        if (strcmp(canvas->exchanges[i], exchange) == 0)
-            return true;
     if (cel__broker_exchange_exists(worker->broker, exchange) != CEL_OK)
         return false;
-    if (canvas->exchange_count == DECLARED_MAX) {
-        free(canvas->exchanges[0]);
-        memmove(canvas->exchanges, canvas->exchanges + 1,
-                (DECLARED_MAX - 1) * sizeof canvas->exchanges[0]);
-        canvas->exchange_count--;
-    }
-    canvas->exchanges[canvas->exchange_count] = strdup(exchange);
-    if (canvas->exchanges[canvas->exchange_count] != NULL)
-        canvas->exchange_count++;
+    cache_add(&canvas->found_exchanges, exchange);
     return true;
 }
 

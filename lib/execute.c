@@ -103,8 +103,7 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
     bool canvas =
         json_array_size(msg->callbacks) > 0 || json_array_size(msg->chain) > 0;
     json_t *children = canvas ? json_array() : NULL;
-    bool sent = send_follow_ups(worker, request, result, children);
-    if (!sent) {
+    if (canvas && !send_follow_ups(worker, request, result, children)) {
         json_decref(children);
         return;
     }

@@ -142,9 +142,10 @@ typedef struct cel__sig_message {
 /*
  * Builds the message Celery's send_task writes for a plain signature
  * applied with `args` (from cel__signature_args) and `options` (from
- * cel__signature_options): task_id, reply_to, countdown/eta, expires,
- * priority, time limits, shadow, headers, link/link_error as callbacks and
- * errbacks, chain, chord, group_id and group_index, parent_id and root_id.
+ * cel__signature_options). The options read are task_id, reply_to,
+ * countdown/eta, expires, priority, time limits, shadow, headers,
+ * link/link_error (as callbacks and errbacks), chain, chord, group_id,
+ * group_index, parent_id and root_id.
  * Returns CEL_OK or CEL_EINVAL with the reason in `why`. Always call
  * cel__sig_message_clear().
  */

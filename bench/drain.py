@@ -215,6 +215,61 @@ def process_tree(pid):
     return tree
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid):
+    """Return the user plus system CPU seconds of one process, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def broker_pid():
+    """Return the pid of the process listening on the broker's port, or None."""
+    port = int(BROKER_HOST.rsplit(":", 1)[1])
+    inodes = set()
+    try:
+        with open("/proc/net/tcp") as table:
+            for line in list(table)[1:]:
+                fields = line.split()
+                local_port = int(fields[1].split(":")[1], 16)
+                if local_port == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    except OSError:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                target = os.readlink(f"/proc/{entry}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+@dataclasses.dataclass
+class CpuSample:
+    """CPU seconds used so far by the worker tree, the broker and this client."""
+
+    worker: float
+    broker: float
+    client: float
+
+    @classmethod
+    def take(cls, worker_pid, broker):
+        worker = sum(process_cpu_seconds(member) for member in process_tree(worker_pid))
+        usage = os.times()
+        return cls(worker, process_cpu_seconds(broker) if broker else 0.0, usage.user + usage.system)
+
+
 def peak_rss_mib(pid):
     """Return the sum of VmHWM over the process ``pid`` and its descendants.
 
@@ -279,29 +334,40 @@ def check_worker_alive(process):
         raise RuntimeError(f"worker exited with status {process.returncode} during the run")
 
 
-def measure_without_results(channel, queue, count, process, timeout, max_seconds):
-    """Return (start, end, tasks done) of the drain, judged by the ready count."""
+def measure_without_results(channel, queue, count, process, timeout, max_seconds, cpu):
+    """Return (start, end, tasks done) of the drain, judged by the ready count.
+
+    ``cpu`` gets the CPU samples taken at the start and at the end.
+    """
     deadline = time.monotonic() + timeout
     started = None
+    broker = broker_pid()
     while time.monotonic() < deadline:
         check_worker_alive(process)
         ready = queue_ready_count(channel, queue)
         now = time.monotonic()
         if started is None and ready < count:
             started = now
+            cpu.append(CpuSample.take(process.pid, broker))
         if started is not None and ready == 0:
+            cpu.append(CpuSample.take(process.pid, broker))
             return started, now, count
         if started is not None and max_seconds is not None and now - started >= max_seconds:
+            cpu.append(CpuSample.take(process.pid, broker))
             return started, now, count - ready
         time.sleep(POLL_INTERVAL)
     raise TimeoutError(f"queue {queue} was not drained within {timeout:.0f}s")
 
 
-def measure_with_results(channel, reply_queue, count, process, timeout, max_seconds):
-    """Return (start, end, tasks done) from the first result to the last."""
+def measure_with_results(channel, reply_queue, count, process, timeout, max_seconds, cpu):
+    """Return (start, end, tasks done) from the first result to the last.
+
+    ``cpu`` gets the CPU samples taken at the first result and at the end.
+    """
     received = 0
     started = None
     last = None
+    broker = broker_pid()
 
     def on_result(message):
         nonlocal received, started, last
@@ -309,6 +375,7 @@ def measure_with_results(channel, reply_queue, count, process, timeout, max_seco
         last = time.monotonic()
         if started is None:
             started = last
+            cpu.append(CpuSample.take(process.pid, broker))
 
     consumer_tag = channel.basic_consume(queue=reply_queue, callback=on_result, no_ack=True)
     deadline = time.monotonic() + timeout
@@ -325,6 +392,7 @@ def measure_with_results(channel, reply_queue, count, process, timeout, max_seco
             except TimeoutError:
                 pass
     finally:
+        cpu.append(CpuSample.take(process.pid, broker))
         # Cancel before the queue is deleted, because the broker's
         # basic.cancel for a deleted queue raises ConsumerCancelled.
         channel.basic_cancel(consumer_tag)
@@ -397,12 +465,13 @@ def run_drain(drain, timeout):
 
         command, environment = WORKERS[drain.worker](drain, queue)
         process = start_worker(command, environment, LOG_DIR / f"{drain.slug()}.log")
+        cpu = []
         if drain.results == "rpc":
             started, finished, done = measure_with_results(
-                channel, reply_queue, drain.tasks, process, timeout, drain.max_seconds)
+                channel, reply_queue, drain.tasks, process, timeout, drain.max_seconds, cpu)
         else:
             started, finished, done = measure_without_results(
-                channel, queue, drain.tasks, process, timeout, drain.max_seconds)
+                channel, queue, drain.tasks, process, timeout, drain.max_seconds, cpu)
         drained = done == drain.tasks
         if drained and drain.results == "none":
             wait_for_acks(queue)
@@ -420,23 +489,36 @@ def run_drain(drain, timeout):
         connection.close()
     seconds = finished - started
     rate = done / seconds if seconds > 0 else float("inf")
-    log(f"{done} tasks in {seconds:.2f}s ({rate:.0f}/s), peak RSS {rss:.1f} MiB")
+    # CPU microseconds per task while the clock ran; the first sample comes
+    # after the first task, so the figures are slightly high.
+    per_task = {}
+    if len(cpu) == 2 and done > 0:
+        for part in ("worker", "broker", "client"):
+            used = getattr(cpu[1], part) - getattr(cpu[0], part)
+            per_task[part] = used * 1e6 / done
+    log(f"{done} tasks in {seconds:.2f}s ({rate:.0f}/s), peak RSS {rss:.1f} MiB, CPU us/task "
+        + ", ".join(f"{part} {value:.0f}" for part, value in per_task.items()))
     return {
         "worker": drain.worker, "pool": drain.pool_label(), "results": drain.results,
         "concurrency": drain.concurrency, "payload_bytes": drain.payload_bytes,
         "tasks": done, "preloaded": drain.tasks, "capped": done < drain.tasks,
         "max_seconds": drain.max_seconds, "killed": killed,
         "seconds": seconds, "rate": rate, "rss": rss,
+        "cpu_us_per_task": per_task,
     }
 
 
 def print_table(rows):
-    print("| worker | pool | results | tasks | seconds | tasks/s | peak RSS MiB |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("| worker | pool | results | tasks | seconds | tasks/s | peak RSS MiB "
+          "| CPU us/task: worker | broker | client |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         tasks = f"{row['tasks']} of {row['preloaded']}" if row["capped"] else str(row["tasks"])
+        cpu = row["cpu_us_per_task"]
+        cpu_cells = " | ".join(f"{cpu[part]:.0f}" if part in cpu else "-"
+                               for part in ("worker", "broker", "client"))
         print(f"| {row['worker']} | {row['pool']} | {row['results']} | {tasks} "
-              f"| {row['seconds']:.2f} | {row['rate']:.0f} | {row['rss']:.1f} |")
+              f"| {row['seconds']:.2f} | {row['rate']:.0f} | {row['rss']:.1f} | {cpu_cells} |")
 
 
 def parse_worker(text):

@@ -7,6 +7,17 @@
 
 #define MAX_TABLE_DEPTH 32
 
+/* True when every byte is below 0x80, so the text is valid UTF-8 without
+ * jansson checking it again. Celery's header keys and most values are. */
+static bool is_ascii(const void *bytes, size_t len)
+{
+    const unsigned char *p = bytes;
+    unsigned char any = 0;
+    for (size_t i = 0; i < len; i++)
+        any |= p[i];
+    return any < 0x80;
+}
+
 static int value_to_json(const amqp_field_value_t *value, int depth,
                          json_t **out);
 
@@ -17,14 +28,18 @@ static int table_to_object(const amqp_table_t *table, int depth, json_t **out)
         return CEL_ENOMEM;
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
-        char key[256];
-        size_t len =
-            entry->key.len < sizeof key - 1 ? entry->key.len : sizeof key - 1;
-        memcpy(key, entry->key.bytes, len);
-        key[len] = '\0';
+        /* A short string: at most 255 bytes, maybe with NUL bytes, which
+         * jansson takes in a key of known length. */
+        const char *key = entry->key.len ? entry->key.bytes : "";
+        size_t len = entry->key.len;
         json_t *item;
         int status = value_to_json(&entry->value, depth + 1, &item);
-        if (status != CEL_OK || json_object_set_new(object, key, item) != 0) {
+        int set = -1;
+        if (status == CEL_OK)
+            set = is_ascii(key, len)
+                      ? json_object_setn_new_nocheck(object, key, len, item)
+                      : json_object_setn_new(object, key, len, item);
+        if (status != CEL_OK || set != 0) {
             json_decref(object);
             return status != CEL_OK ? status : CEL_EINVALTASK;
         }
@@ -110,9 +125,13 @@ static int value_to_json(const amqp_field_value_t *value, int depth,
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
         /* rabbitmq-c gives an empty string a NULL pointer. */
-        *out = v->value.bytes.len == 0
-                   ? json_string("")
-                   : json_stringn(v->value.bytes.bytes, v->value.bytes.len);
+        if (v->value.bytes.len == 0)
+            *out = json_string("");
+        else if (is_ascii(v->value.bytes.bytes, v->value.bytes.len))
+            *out =
+                json_stringn_nocheck(v->value.bytes.bytes, v->value.bytes.len);
+        else
+            *out = json_stringn(v->value.bytes.bytes, v->value.bytes.len);
         if (*out == NULL)
             return CEL_EINVALTASK; /* not UTF-8 */
         return CEL_OK;

@@ -87,8 +87,29 @@ int cel__broker_cancel_consumers(cel__broker_t *broker);
 int cel__broker_fd(const cel__broker_t *broker);
 /* True when rabbitmq-c has received bytes or frames not yet read. */
 bool cel__broker_has_buffered(const cel__broker_t *broker);
+/* Every ack, and a publish without headers whose body fits one frame,
+ * waits in the connection's write buffer. It goes out with cel__broker_flush
+ * or before anything else is written on the connection. Other publishes go
+ * out at once, after what waits. A failed write keeps the waiting publishes
+ * for cel__broker_take_unsent. */
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg);
 int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag);
+
+/* Sends what waits in the write buffer. The worker calls it before it
+ * sleeps and before a task runs in its own thread, so every loop pass
+ * costs one write. Once a write failed, it keeps failing. */
+int cel__broker_flush(cel__broker_t *broker);
+
+/* Hands over the publishes that a failed write or a closed channel kept
+ * (their whole frames, ready to send on channel 1 of another connection)
+ * and returns how many there are. The caller frees `*bytes`. */
+size_t cel__broker_take_unsent(cel__broker_t *broker, unsigned char **bytes,
+                               size_t *len);
+
+/* Sends publishes kept by cel__broker_take_unsent on this connection. If
+ * that fails they are kept again. */
+int cel__broker_send_unsent(cel__broker_t *broker, const unsigned char *bytes,
+                            size_t len, size_t count);
 int cel__broker_reject(cel__broker_t *broker, uint64_t delivery_tag,
                        bool requeue);
 

@@ -481,6 +481,9 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
     cel__pool_t *pool = worker->pool;
+    /* A task run right here could take long: its ack goes out first. */
+    if (pool->runs_inline && worker->broker != NULL)
+        cel__broker_flush(worker->broker);
     if (pool->ops->submit(pool, request, soft, hard) != CEL_OK) {
         cel__run_t run = {
             .kind = CEL__RUN_FAILURE,

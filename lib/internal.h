@@ -94,6 +94,11 @@ void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
 void cel__set_error(char *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Makes jansson keep freed small blocks on per-thread lists for reuse (see
+ * json_alloc.c), unless the program set allocation functions of its own.
+ * The celeriac program calls it first thing. */
+void cel__json_cache_allocations(void);
+
 /* Seconds since the epoch, with microseconds. */
 double cel__now(void);
 /* Seconds from an arbitrary start, never going back. */

@@ -137,5 +137,6 @@ cel__pool_t *cel__pool_solo_new(void)
     pool->ops = &SOLO_OPS;
     pool->name = "solo";
     pool->size = 1;
+    pool->runs_inline = true;
     return pool;
 }

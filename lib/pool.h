@@ -76,6 +76,7 @@ struct cel__pool {
     const cel__pool_ops_t *ops;
     const char *name;
     bool enforces_hard_limit;
+    bool runs_inline; /* submit runs the task before it returns (solo) */
     int size;
     int busy;
     const char *hostname;

@@ -73,10 +73,11 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static int send_frame(int fd, json_t *object)
+/* Sends `count` members as one frame holding a JSON object. */
+static int send_frame(int fd, const cel__json_member_t *members, size_t count)
 {
     size_t len = 0;
-    char *text = cel__json_dump(object, &len);
+    char *text = cel__json_dump_members(members, count, &len);
     if (text == NULL)
         return -1;
     if (len > UINT32_MAX) {
@@ -168,34 +169,36 @@ static json_t *read_frame(int fd, frame_reader_t *reader)
 
 /* ---- messages ----------------------------------------------------------- */
 
-static json_t *nullable_string(const char *text)
-{
-    return text ? json_string(text) : json_null();
-}
-
-static json_t *encode_request(const cel__request_t *request, double soft)
+/* Sends a request to a child. The reals go as JSON values, so they read
+ * back exactly. */
+static int send_request(int fd, const cel__request_t *request, double soft)
 {
     const cel__task_message_t *msg = &request->msg;
-    json_t *job = json_object();
-    if (job == NULL)
-        return NULL;
-    json_object_set_new(job, "id", nullable_string(msg->id));
-    json_object_set_new(job, "task", nullable_string(msg->task));
-    json_object_set_new(job, "retries", json_integer(msg->retries));
-    json_object_set_new(job, "root_id", nullable_string(msg->root_id));
-    json_object_set_new(job, "parent_id", nullable_string(msg->parent_id));
-    json_object_set_new(job, "group", nullable_string(msg->group));
-    json_object_set_new(job, "eta", nullable_string(msg->eta));
-    json_object_set_new(job, "expires", nullable_string(msg->expires));
-    json_object_set_new(job, "exchange", nullable_string(request->exchange));
-    json_object_set_new(job, "routing_key",
-                        nullable_string(request->routing_key));
-    json_object_set_new(job, "redelivered", json_boolean(request->redelivered));
-    json_object_set(job, "headers", msg->headers ? msg->headers : json_null());
-    json_object_set(job, "args", msg->args ? msg->args : json_null());
-    json_object_set(job, "kwargs", msg->kwargs ? msg->kwargs : json_null());
-    json_object_set_new(job, "soft", json_real(soft));
-    return job;
+    json_t *soft_value = json_real(soft);
+    const cel__json_member_t members[] = {
+        {.key = "id", .text = msg->id},
+        {.key = "task", .text = msg->task},
+        {.key = "retries", .value = json_integer(msg->retries)},
+        {.key = "root_id", .text = msg->root_id},
+        {.key = "parent_id", .text = msg->parent_id},
+        {.key = "group", .text = msg->group},
+        {.key = "eta", .text = msg->eta},
+        {.key = "expires", .text = msg->expires},
+        {.key = "exchange", .text = request->exchange},
+        {.key = "routing_key", .text = request->routing_key},
+        {.key = "redelivered", .raw = request->redelivered ? "true" : "false"},
+        {.key = "headers", .value = msg->headers},
+        {.key = "args", .value = msg->args},
+        {.key = "kwargs", .value = msg->kwargs},
+        {.key = "soft", .value = soft_value},
+    };
+    int status =
+        soft_value && members[2].value
+            ? send_frame(fd, members, sizeof members / sizeof members[0])
+            : -1;
+    json_decref(members[2].value);
+    json_decref(soft_value);
+    return status;
 }
 
 static char *dup_member(json_t *object, const char *key)
@@ -242,20 +245,29 @@ static cel__request_t *decode_request(cel_app_t *app, json_t *job, double *soft)
     return request;
 }
 
-static json_t *encode_run(const cel__run_t *run)
+/* Sends the outcome of a run back to the parent. */
+static int send_run(int fd, const cel__run_t *run)
 {
-    json_t *reply = json_object();
-    if (reply == NULL)
-        return NULL;
-    json_object_set_new(reply, "kind", json_integer(run->kind));
-    json_object_set(reply, "result", run->result ? run->result : json_null());
-    json_object_set_new(reply, "exc_type", nullable_string(run->exc_type));
-    json_object_set_new(reply, "exc_module", nullable_string(run->exc_module));
-    json_object_set_new(reply, "exc_message",
-                        nullable_string(run->exc_message));
-    json_object_set_new(reply, "countdown", json_real(run->countdown));
-    json_object_set_new(reply, "runtime", json_real(run->runtime));
-    return reply;
+    json_t *kind = json_integer(run->kind);
+    json_t *countdown = json_real(run->countdown);
+    json_t *runtime = json_real(run->runtime);
+    const cel__json_member_t members[] = {
+        {.key = "kind", .value = kind},
+        {.key = "result", .value = run->result},
+        {.key = "exc_type", .text = run->exc_type},
+        {.key = "exc_module", .text = run->exc_module},
+        {.key = "exc_message", .text = run->exc_message},
+        {.key = "countdown", .value = countdown},
+        {.key = "runtime", .value = runtime},
+    };
+    int status =
+        kind && countdown && runtime
+            ? send_frame(fd, members, sizeof members / sizeof members[0])
+            : -1;
+    json_decref(kind);
+    json_decref(countdown);
+    json_decref(runtime);
+    return status;
 }
 
 static void decode_run(json_t *reply, cel__run_t *run)
@@ -313,12 +325,10 @@ static void child_main(prefork_pool_t *pool, int fd)
             cel__run_task(request, pool->base.hostname, soft, &run);
         else
             child_failure(&run, "the child process could not read the task");
-        json_t *reply = encode_run(&run);
-        if (reply == NULL || send_frame(fd, reply) != 0) {
+        if (send_run(fd, &run) != 0) {
             /* The parent treats a child without a reply as lost. */
             _exit(3);
         }
-        json_decref(reply);
         cel__run_clear(&run);
         cel__request_free(request);
     }
@@ -521,9 +531,7 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         child_t *child = &pool->children[i];
         if (child->pid < 0 || child->request != NULL)
             continue;
-        json_t *job = encode_request(request, soft);
-        int status = job ? send_frame(child->fd, job) : -1;
-        json_decref(job);
+        int status = send_request(child->fd, request, soft);
         child->request = request;
         request->worker_pid = (int)child->pid;
         child->hard = hard;

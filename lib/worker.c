@@ -58,6 +58,7 @@ void cel_worker_free(cel_worker_t *worker)
         worker->pool->ops->free(worker->pool);
     }
     cel__free_pending_results(worker);
+    free(worker->unsent);
     cel__canvas_free(worker);
     cel__redis_backend_free(worker);
     for (size_t i = 0; i < worker->queue_count; i++)
@@ -528,6 +529,56 @@ static int inherited_broker_fd(void *owner)
 
 /* ---- the connection ----------------------------------------------------- */
 
+/* Moves the publishes the connection could not send to the worker, for
+ * the next connection. */
+static void keep_unsent_publishes(cel_worker_t *worker)
+{
+    if (worker->broker == NULL)
+        return;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    size_t count = cel__broker_take_unsent(worker->broker, &bytes, &len);
+    if (count == 0) {
+        free(bytes);
+        return;
+    }
+    unsigned char *grown = realloc(worker->unsent, worker->unsent_len + len);
+    if (grown == NULL) {
+        cel__log(worker->app, CEL_LOG_ERROR,
+                 "Dropping %zu results the broker did not get: out of memory",
+                 count);
+        free(bytes);
+        return;
+    }
+    memcpy(grown + worker->unsent_len, bytes, len);
+    free(bytes);
+    worker->unsent = grown;
+    worker->unsent_len += len;
+    worker->unsent_count += count;
+    cel__log(worker->app, CEL_LOG_WARNING,
+             "%zu messages the broker did not get are kept for the next "
+             "connection",
+             count);
+}
+
+/* Sends what keep_unsent_publishes kept, on a new connection. */
+static void send_unsent_publishes(cel_worker_t *worker)
+{
+    if (worker->unsent_count == 0)
+        return;
+    size_t count = worker->unsent_count;
+    int status = cel__broker_send_unsent(worker->broker, worker->unsent,
+                                         worker->unsent_len, count);
+    /* On failure the connection keeps its own copy. */
+    free(worker->unsent);
+    worker->unsent = NULL;
+    worker->unsent_len = 0;
+    worker->unsent_count = 0;
+    if (status == CEL_OK)
+        cel__log(worker->app, CEL_LOG_INFO,
+                 "Sent %zu messages kept while the broker was away", count);
+}
+
 static void close_session(cel_worker_t *worker)
 {
     /* Prefetched and held messages go back to the queue when the
@@ -536,6 +587,7 @@ static void close_session(cel_worker_t *worker)
     cel__ready_clear(&worker->ready);
     cel__ready_clear(&worker->duplicates);
     cel__ready_clear(&worker->rate_held);
+    keep_unsent_publishes(worker);
     cel__broker_free(worker->broker);
     worker->broker = NULL;
 }
@@ -563,17 +615,11 @@ void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
 
 /* Handles a frame that is not a delivery. Returns CEL_EBROKER when the
  * broker closed the channel or the connection. */
-static int handle_other_frame(cel_worker_t *worker)
+static int handle_other_frame(cel_worker_t *worker,
+                              amqp_connection_state_t conn,
+                              const amqp_frame_t *received)
 {
-    amqp_connection_state_t conn = cel__broker_connection(worker->broker);
-    amqp_frame_t frame;
-    int rc = amqp_simple_wait_frame(conn, &frame);
-    if (rc != AMQP_STATUS_OK) {
-        cel__set_error(worker->last_error, "connection to broker lost: %s",
-                       amqp_error_string2(rc));
-        cel__broker_closed_by_peer(worker->broker, 0);
-        return CEL_EBROKER;
-    }
+    amqp_frame_t frame = *received;
     if (frame.frame_type != AMQP_FRAME_METHOD)
         return CEL_OK;
     switch (frame.payload.method.id) {
@@ -658,7 +704,10 @@ static bool wait_for_input(cel_worker_t *worker, double seconds)
     struct pollfd fds[POLL_FDS_MAX];
     int count = 0;
     if (worker->broker != NULL) {
-        if (cel__broker_has_buffered(worker->broker))
+        /* What this pass wrote goes out in one write before the sleep. A
+         * failed write is found by read_broker, so do not sleep. */
+        if (cel__broker_flush(worker->broker) != CEL_OK ||
+            cel__broker_has_buffered(worker->broker))
             seconds = 0;
         fds[count].fd = cel__broker_fd(worker->broker);
         fds[count].events = POLLIN;
@@ -701,40 +750,109 @@ static void service_pool_for(cel_worker_t *worker, double seconds)
     }
 }
 
+/* How long the rest of a delivery may take once its first frame came. */
+#define DELIVERY_REST_TIMEOUT 10
+
+/* Completes a delivery whose basic.deliver frame is `method` from the
+ * frames that follow it. Unlike amqp_consume_message, which copies every
+ * delivery into memory of its own, the envelope points into rabbitmq-c's
+ * frame buffers, valid until amqp_maybe_release_buffers. Only a body that
+ * came in several frames is joined, into `*joined`, which the caller
+ * frees. Returns an AMQP status. */
+static int read_delivery(amqp_connection_state_t conn,
+                         const amqp_frame_t *method, amqp_envelope_t *out,
+                         char **joined)
+{
+    const amqp_basic_deliver_t *deliver = method->payload.method.decoded;
+    memset(out, 0, sizeof *out);
+    out->channel = method->channel;
+    out->consumer_tag = deliver->consumer_tag;
+    out->delivery_tag = deliver->delivery_tag;
+    out->redelivered = deliver->redelivered;
+    out->exchange = deliver->exchange;
+    out->routing_key = deliver->routing_key;
+    struct timeval timeout = {DELIVERY_REST_TIMEOUT, 0};
+    amqp_frame_t frame;
+    int rc = amqp_simple_wait_frame_noblock(conn, &frame, &timeout);
+    if (rc != AMQP_STATUS_OK)
+        return rc;
+    if (frame.frame_type != AMQP_FRAME_HEADER ||
+        frame.channel != method->channel)
+        return AMQP_STATUS_UNEXPECTED_STATE;
+    out->message.properties =
+        *(const amqp_basic_properties_t *)frame.payload.properties.decoded;
+    size_t size = (size_t)frame.payload.properties.body_size;
+    size_t got = 0;
+    while (got < size) {
+        rc = amqp_simple_wait_frame_noblock(conn, &frame, &timeout);
+        if (rc != AMQP_STATUS_OK)
+            return rc;
+        if (frame.frame_type != AMQP_FRAME_BODY ||
+            frame.channel != method->channel)
+            return AMQP_STATUS_UNEXPECTED_STATE;
+        amqp_bytes_t part = frame.payload.body_fragment;
+        if (part.len > size - got)
+            return AMQP_STATUS_BAD_AMQP_DATA;
+        if (got == 0 && part.len == size) {
+            out->message.body = part;
+            return AMQP_STATUS_OK;
+        }
+        if (*joined == NULL && (*joined = malloc(size)) == NULL)
+            return AMQP_STATUS_NO_MEMORY;
+        memcpy(*joined + got, part.bytes, part.len);
+        got += part.len;
+    }
+    out->message.body = (amqp_bytes_t){size, *joined};
+    return AMQP_STATUS_OK;
+}
+
+static int broker_lost(cel_worker_t *worker, int rc)
+{
+    cel__set_error(worker->last_error, "connection to broker lost: %s",
+                   amqp_error_string2(rc));
+    cel__broker_closed_by_peer(worker->broker, 0);
+    return CEL_EBROKER;
+}
+
 /* Reads the frames that arrived, without blocking. Also lets rabbitmq-c
  * send and check heartbeats. Returns CEL_EBROKER when the connection or
  * channel is gone. */
 static int read_broker(cel_worker_t *worker)
 {
+    if (cel__broker_flush(worker->broker) != CEL_OK) {
+        cel__set_error(worker->last_error, "connection to broker lost: %s",
+                       cel__broker_error(worker->broker));
+        cel__broker_closed_by_peer(worker->broker, 0);
+        return CEL_EBROKER;
+    }
     amqp_connection_state_t conn = cel__broker_connection(worker->broker);
     for (int i = 0; i < FRAMES_PER_PASS; i++) {
         struct timeval zero = {0, 0};
-        amqp_envelope_t envelope;
+        amqp_frame_t frame;
         amqp_maybe_release_buffers(conn);
-        amqp_rpc_reply_t reply =
-            amqp_consume_message(conn, &envelope, &zero, 0);
-        if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
-            if (envelope.channel == CEL__CONTROL_CHANNEL)
-                cel__control_handle(worker, &envelope);
-            else
-                handle_delivery(worker, &envelope);
-            amqp_destroy_envelope(&envelope);
-            continue;
-        }
-        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            reply.library_error == AMQP_STATUS_TIMEOUT)
+        int rc = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
             return CEL_OK;
-        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            reply.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            if (handle_other_frame(worker) != CEL_OK)
+        if (rc != AMQP_STATUS_OK)
+            return broker_lost(worker, rc);
+        if (frame.frame_type != AMQP_FRAME_METHOD ||
+            frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD) {
+            if (handle_other_frame(worker, conn, &frame) != CEL_OK)
                 return CEL_EBROKER;
             continue;
         }
-        if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-            cel__set_error(worker->last_error, "connection to broker lost: %s",
-                           amqp_error_string2(reply.library_error));
-        cel__broker_closed_by_peer(worker->broker, 0);
-        return CEL_EBROKER;
+        amqp_envelope_t envelope;
+        char *joined = NULL;
+        rc = read_delivery(conn, &frame, &envelope, &joined);
+        if (rc != AMQP_STATUS_OK) {
+            free(joined);
+            return broker_lost(worker, rc);
+        }
+        if (envelope.channel == CEL__CONTROL_CHANNEL)
+            cel__control_handle(worker, &envelope);
+        else
+            handle_delivery(worker, &envelope);
+        free(joined);
     }
     return CEL_OK;
 }
@@ -790,10 +908,12 @@ static void warm_shutdown(cel_worker_t *worker)
         cel__event_worker(worker, "worker-offline");
     }
     cel__redis_backend_drain(worker);
-    if (worker->pending_count > 0)
+    if (worker->broker != NULL)
+        keep_unsent_publishes(worker);
+    if (worker->pending_count + worker->unsent_count > 0)
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Exiting with %zu results that could not be sent",
-                 worker->pending_count);
+                 worker->pending_count + worker->unsent_count);
 }
 
 /* Asks the other workers for their revoked ids, as Celery's mingle does,
@@ -1015,6 +1135,7 @@ int cel_worker_run(cel_worker_t *worker)
                 cel__log(worker->app, CEL_LOG_INFO,
                          "Reconnected to the broker");
             announced = true;
+            send_unsent_publishes(worker);
             cel__flush_pending_results(worker);
             cel__canvas_flush(worker);
             cel__event_worker(worker, "worker-online");

@@ -68,6 +68,11 @@ struct cel_worker {
     cel__pending_result_t *pending_head;
     cel__pending_result_t *pending_tail;
     size_t pending_count;
+    /* rpc results and follow-ups whose write failed, as whole AMQP frames
+     * for the next connection (see cel__broker_take_unsent). */
+    unsigned char *unsent;
+    size_t unsent_len;
+    size_t unsent_count;
     bool consuming; /* false once a warm shutdown cancelled the consumers */
     double next_broker_call; /* monotonic; when rabbitmq-c is next called */
 

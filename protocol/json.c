@@ -1226,3 +1226,34 @@ char *cel__json_dump(json_t *value, size_t *len)
         *len = w.len;
     return w.data;
 }
+
+char *cel__json_dump_members(const cel__json_member_t *members, size_t count,
+                             size_t *len)
+{
+    writer_t w = {0};
+    bool ok = write_char(&w, '{');
+    for (size_t i = 0; ok && i < count; i++) {
+        const cel__json_member_t *m = &members[i];
+        ok = (i == 0 || write_char(&w, ',')) &&
+             write_string(&w, m->key, strlen(m->key)) && write_char(&w, ':');
+        if (!ok)
+            break;
+        /* Depth 1, as for the members of a dumped object. */
+        if (m->value != NULL)
+            ok = write_value(&w, m->value, 1);
+        else if (m->text != NULL)
+            ok = write_string(&w, m->text, strlen(m->text));
+        else if (m->raw != NULL)
+            ok = write_bytes(&w, m->raw, strlen(m->raw));
+        else
+            ok = write_bytes(&w, "null", 4);
+    }
+    if (!ok || !write_char(&w, '}') || !writer_reserve(&w, 0)) {
+        free(w.data);
+        return NULL;
+    }
+    w.data[w.len] = '\0';
+    if (len != NULL)
+        *len = w.len;
+    return w.data;
+}

@@ -268,6 +268,22 @@ int cel__json_parse(const char *text, size_t len, int max_depth, json_t **out,
  */
 char *cel__json_dump(json_t *value, size_t *len);
 
+/* One member of an object written by cel__json_dump_members: the value is
+ * `value` (borrowed) when set, else the string `text` when set, else the
+ * JSON text `raw` as it is when set, else null. */
+typedef struct cel__json_member {
+    const char *key;
+    json_t *value;
+    const char *text;
+    const char *raw;
+} cel__json_member_t;
+
+/* Writes the object of `count` members in their order, as cel__json_dump
+ * writes an object built from them, without building it. Same results and
+ * failures as cel__json_dump. */
+char *cel__json_dump_members(const cel__json_member_t *members, size_t count,
+                             size_t *len);
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /*

@@ -33,21 +33,18 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
                              json_t *result, const char *traceback,
                              json_t *children)
 {
-    json_t *body = json_object();
-    char *text = NULL;
-    if (body == NULL)
+    /* The members in the order Celery's rpc backend writes them. */
+    const cel__json_member_t members[] = {
+        {.key = "task_id", .text = task_id},
+        {.key = "status", .text = status},
+        {.key = "result", .value = result ? result : json_null()},
+        {.key = "traceback", .text = traceback},
+        {.key = "children", .value = children, .raw = "[]"},
+    };
+    if (task_id == NULL || status == NULL)
         return NULL;
-    json_object_set_new(body, "task_id", json_string(task_id));
-    json_object_set_new(body, "status", json_string(status));
-    json_object_set(body, "result", result ? result : json_null());
-    json_object_set_new(body, "traceback",
-                        traceback ? json_string(traceback) : json_null());
-    json_object_set_new(body, "children",
-                        children ? json_incref(children) : json_array());
-    if (json_object_size(body) == 5)
-        text = cel__json_dump(body, NULL);
-    json_decref(body);
-    return text;
+    return cel__json_dump_members(members, sizeof members / sizeof members[0],
+                                  NULL);
 }
 
 bool cel__result_state_is_ready(const char *status)

@@ -236,7 +236,8 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
                      cel__task_message_t *out, char *why, size_t why_len)
 {
     out->protocol = 2;
-    out->headers = json_deep_copy(in->headers);
+    /* Shared with the caller; neither side changes the object. */
+    out->headers = json_incref(in->headers);
     if (json_is_object(body) && json_object_get(body, "args") != NULL) {
         out->hybrid = true;
         json_t *fields = hybrid_fields(body, in->headers);
@@ -269,7 +270,7 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
                      cel__task_message_t *out, char *why, size_t why_len)
 {
     out->protocol = 1;
-    out->headers = in->headers ? json_deep_copy(in->headers) : json_object();
+    out->headers = in->headers ? json_incref(in->headers) : json_object();
     json_t *fields = json_copy(body);
     json_t *taskset = json_object_get(body, "taskset");
     if (taskset != NULL && json_object_get(body, "group") == NULL)

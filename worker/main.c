@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "internal.h"
 
 static cel_worker_t *running_worker;
 static volatile sig_atomic_t stop_signals;
@@ -263,6 +264,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    cel__json_cache_allocations();
     if (argc >= 2 && strcmp(argv[1], "worker") == 0)
         return run_worker(argc - 1, argv + 1);
     if (argc >= 2 &&

@@ -944,6 +944,51 @@ START_TEST(test_dump_keys_in_insertion_order)
 }
 END_TEST
 
+START_TEST(test_dump_members_matches_object)
+{
+    json_t *list = json_pack("[i, s, {s: b}]", 1, "two", "three", 1);
+    json_t *real = json_real(0.5);
+    const cel__json_member_t members[] = {
+        {.key = "list", .value = list},
+        {.key = "text", .text = "caf\xc3\xa9 \"q\""},
+        {.key = "raw", .raw = "[]"},
+        {.key = "none"},
+        {.key = "real", .value = real},
+    };
+    json_t *object = json_pack("{s: O, s: s, s: [], s: n, s: O}", "list", list,
+                               "text", "caf\xc3\xa9 \"q\"", "raw", "none",
+                               "real", real);
+    size_t len = 0;
+    char *text = cel__json_dump_members(members, 5, &len);
+    char *expected = cel__json_dump(object, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, expected);
+    ck_assert_uint_eq(len, strlen(expected));
+    free(text);
+    free(expected);
+    json_decref(object);
+    json_decref(list);
+    json_decref(real);
+}
+END_TEST
+
+START_TEST(test_dump_members_rejects_invalid_utf8)
+{
+    const cel__json_member_t bad_text[] = {{.key = "id", .text = "\xff"}};
+    const cel__json_member_t bad_key[] = {{.key = "\xc3", .raw = "1"}};
+    ck_assert_ptr_null(cel__json_dump_members(bad_text, 1, NULL));
+    ck_assert_ptr_null(cel__json_dump_members(bad_key, 1, NULL));
+}
+END_TEST
+
+START_TEST(test_dump_members_empty_object)
+{
+    char *text = cel__json_dump_members(NULL, 0, NULL);
+    ck_assert_str_eq(text, "{}");
+    free(text);
+}
+END_TEST
+
 START_TEST(test_dump_string_escapes)
 {
     assert_dump(json_string("\"\\/\b\f\n\r\t"), "\"\\\"\\\\/\\b\\f\\n\\r\\t\"");
@@ -1343,6 +1388,9 @@ static Suite *json_suite(void)
     tcase_add_test(dump, test_dump_scalars);
     tcase_add_test(dump, test_dump_containers_compact);
     tcase_add_test(dump, test_dump_keys_in_insertion_order);
+    tcase_add_test(dump, test_dump_members_matches_object);
+    tcase_add_test(dump, test_dump_members_rejects_invalid_utf8);
+    tcase_add_test(dump, test_dump_members_empty_object);
     tcase_add_test(dump, test_dump_string_escapes);
     tcase_add_test(dump, test_dump_rejects_invalid_utf8);
     tcase_add_test(dump, test_dump_null_value_fails);

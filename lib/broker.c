@@ -697,39 +697,6 @@ static void end_frame(frame_writer_t *w, size_t payload_start)
     put_u8(w, FRAME_END);
 }
 
-/* Sends every byte of `parts`, waiting while the socket is full. */
-static int send_parts(int fd, struct iovec *parts, int count)
-{
-    while (count > 0) {
-        struct msghdr message = {.msg_iov = parts, .msg_iovlen = (size_t)count};
-        ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL);
-        if (sent < 0 && errno == EINTR)
-            continue;
-        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd wait = {.fd = fd, .events = POLLOUT};
-            int ready = poll(&wait, 1, 30000);
-            if (ready == 0)
-                errno = ETIMEDOUT;
-            if (ready <= 0)
-                return -1;
-            continue;
-        }
-        if (sent < 0)
-            return -1;
-        size_t done = (size_t)sent;
-        while (count > 0 && done >= parts->iov_len) {
-            done -= parts->iov_len;
-            parts++;
-            count--;
-        }
-        if (count > 0) {
-            parts->iov_base = (char *)parts->iov_base + done;
-            parts->iov_len -= done;
-        }
-    }
-    return 0;
-}
-
 static bool short_string_fits(const char *text)
 {
     return text == NULL || strlen(text) <= 255;
@@ -820,7 +787,7 @@ static int flush_out(cel__broker_t *broker)
         return CEL_OK;
     struct iovec part = {broker->out, broker->out_len};
     return after_write(broker,
-                       send_parts(amqp_get_sockfd(broker->conn), &part, 1));
+                       cel__send_all(amqp_get_sockfd(broker->conn), &part, 1));
 }
 
 int cel__broker_flush(cel__broker_t *broker)
@@ -957,9 +924,9 @@ static int publish_in_one_write(cel__broker_t *broker,
         {(void *)msg->body, msg->body_len},
         {&end, 1},
     };
-    int sent =
-        send_parts(amqp_get_sockfd(broker->conn),
-                   parts + (broker->out_len == 0), 4 - (broker->out_len == 0));
+    int sent = cel__send_all(amqp_get_sockfd(broker->conn),
+                             parts + (broker->out_len == 0),
+                             4 - (broker->out_len == 0));
     if (after_write(broker, sent) != CEL_OK)
         return write_status(broker, AMQP_STATUS_SOCKET_ERROR, "basic.publish");
     return CEL_OK;

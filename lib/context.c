@@ -68,7 +68,13 @@ bool cel_context_redelivered(const cel_context_t *ctx)
 
 json_t *cel_context_headers(const cel_context_t *ctx)
 {
-    return ctx->request->msg.headers;
+    /* The request belongs to the run, so filling it in here is safe. */
+    cel__request_t *request = (cel__request_t *)ctx->request;
+    if (request->msg.headers == NULL && request->fetch_headers != NULL) {
+        request->msg.headers = request->fetch_headers(request);
+        request->fetch_headers = NULL;
+    }
+    return request->msg.headers;
 }
 
 void *cel_context_user_data(const cel_context_t *ctx)

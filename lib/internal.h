@@ -94,6 +94,13 @@ void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
 void cel__set_error(char *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+struct iovec;
+
+/* Sends every byte of `parts` with sendmsg, waiting while the socket is
+ * full (30 s at most, then ETIMEDOUT). Changes `parts`. Returns 0, or -1
+ * with errno set. */
+int cel__send_all(int fd, struct iovec *parts, int count);
+
 /* Makes jansson keep freed small blocks on per-thread lists for reuse (see
  * json_alloc.c), unless the program set allocation functions of its own.
  * The celeriac program calls it first thing. */
@@ -124,6 +131,9 @@ typedef struct cel__request {
     int worker_pid;       /* the process running it, 0 until started */
     int terminate_signal; /* revoke(terminate=True) sent this signal */
     bool settled;         /* acked or rejected already */
+    /* In a prefork child, msg.headers stays NULL until the task asks for
+     * the headers, and this fetches them from the main process. */
+    json_t *(*fetch_headers)(struct cel__request *request);
 } cel__request_t;
 
 void cel__request_free(cel__request_t *request);

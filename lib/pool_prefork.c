@@ -5,12 +5,16 @@
  *
  * Parent and child talk over a Unix stream socket in frames of a 4-byte
  * little-endian length and a JSON object: the request going down, the run's
- * outcome coming back.
+ * outcome coming back. The message headers stay in the main process unless
+ * the task reads them. Then the child sends {"fetch": "headers"} and the
+ * main process replies with a frame of the headers.
  */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -20,9 +24,6 @@
 #include <unistd.h>
 
 #include "pool.h"
-
-/* How long a parent waits for an idle child to take a request. */
-#define SEND_TIMEOUT_MS 30000
 
 typedef struct child {
     pid_t pid;               /* -1 while the slot has no process */
@@ -51,64 +52,39 @@ typedef struct prefork_pool {
 
 /* ---- framing ------------------------------------------------------------ */
 
-static int write_all(int fd, const char *data, size_t len)
+static void put_length(unsigned char head[4], size_t len)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd wait = {.fd = fd, .events = POLLOUT};
-            if (poll(&wait, 1, SEND_TIMEOUT_MS) <= 0)
-                return -1;
-            continue;
-        }
-        return -1;
-    }
-    return 0;
+    head[0] = (unsigned char)len;
+    head[1] = (unsigned char)(len >> 8);
+    head[2] = (unsigned char)(len >> 16);
+    head[3] = (unsigned char)(len >> 24);
 }
 
 /* Sends `count` members as one frame holding a JSON object. */
-static int send_frame(int fd, const cel__json_member_t *members, size_t count)
+static int send_members(int fd, const cel__json_member_t *members, size_t count)
 {
     size_t len = 0;
     char *text = cel__json_dump_members(members, count, &len);
-    if (text == NULL)
-        return -1;
-    if (len > UINT32_MAX) {
+    if (text == NULL || len > UINT32_MAX) {
         free(text);
         return -1;
     }
-    unsigned char head[4] = {(unsigned char)len, (unsigned char)(len >> 8),
-                             (unsigned char)(len >> 16),
-                             (unsigned char)(len >> 24)};
-    /* One sendmsg for both parts in the common case; the rest of a short
-     * send goes out with write_all. */
+    unsigned char head[4];
+    put_length(head, len);
     struct iovec parts[2] = {{head, sizeof head}, {text, len}};
-    struct msghdr message = {.msg_iov = parts, .msg_iovlen = 2};
-    ssize_t sent;
-    do
-        sent = sendmsg(fd, &message, MSG_NOSIGNAL);
-    while (sent < 0 && errno == EINTR);
-    int status = 0;
-    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-        status = -1;
-    else {
-        size_t done = sent > 0 ? (size_t)sent : 0;
-        if (done < sizeof head)
-            status =
-                write_all(fd, (const char *)head + done, sizeof head - done);
-        size_t body_done = done > sizeof head ? done - sizeof head : 0;
-        if (status == 0 && body_done < len)
-            status = write_all(fd, text + body_done, len - body_done);
-    }
+    int status = cel__send_all(fd, parts, 2);
     free(text);
     return status;
+}
+
+/* Formats seconds for a frame. "%.17g" reads back as the same double
+ * after one snprintf, where the shortest form takes several. */
+static void format_seconds(char buf[32], double seconds)
+{
+    if (seconds == 0 || !isfinite(seconds))
+        strcpy(buf, "0");
+    else
+        snprintf(buf, 32, "%.17g", seconds);
 }
 
 static uint32_t frame_length(const char *bytes)
@@ -169,16 +145,18 @@ static json_t *read_frame(int fd, frame_reader_t *reader)
 
 /* ---- messages ----------------------------------------------------------- */
 
-/* Sends a request to a child. The reals go as JSON values, so they read
- * back exactly. */
+/* Sends a request to a child, without the headers. */
 static int send_request(int fd, const cel__request_t *request, double soft)
 {
     const cel__task_message_t *msg = &request->msg;
-    json_t *soft_value = json_real(soft);
+    char retries[24];
+    char soft_text[32];
+    cel__json_format_integer(retries, msg->retries);
+    format_seconds(soft_text, soft);
     const cel__json_member_t members[] = {
         {.key = "id", .text = msg->id},
         {.key = "task", .text = msg->task},
-        {.key = "retries", .value = json_integer(msg->retries)},
+        {.key = "retries", .raw = retries},
         {.key = "root_id", .text = msg->root_id},
         {.key = "parent_id", .text = msg->parent_id},
         {.key = "group", .text = msg->group},
@@ -187,18 +165,11 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         {.key = "exchange", .text = request->exchange},
         {.key = "routing_key", .text = request->routing_key},
         {.key = "redelivered", .raw = request->redelivered ? "true" : "false"},
-        {.key = "headers", .value = msg->headers},
         {.key = "args", .value = msg->args},
         {.key = "kwargs", .value = msg->kwargs},
-        {.key = "soft", .value = soft_value},
+        {.key = "soft", .raw = soft_text},
     };
-    int status =
-        soft_value && members[2].value
-            ? send_frame(fd, members, sizeof members / sizeof members[0])
-            : -1;
-    json_decref(members[2].value);
-    json_decref(soft_value);
-    return status;
+    return send_members(fd, members, sizeof members / sizeof members[0]);
 }
 
 static char *dup_member(json_t *object, const char *key)
@@ -230,7 +201,7 @@ static cel__request_t *decode_request(cel_app_t *app, json_t *job, double *soft)
     msg->group = dup_member(job, "group");
     msg->eta = dup_member(job, "eta");
     msg->expires = dup_member(job, "expires");
-    msg->headers = ref_member(job, "headers");
+    msg->headers = NULL; /* fetched when the task reads them */
     msg->args = ref_member(job, "args");
     msg->kwargs = ref_member(job, "kwargs");
     request->exchange = dup_member(job, "exchange");
@@ -248,26 +219,27 @@ static cel__request_t *decode_request(cel_app_t *app, json_t *job, double *soft)
 /* Sends the outcome of a run back to the parent. */
 static int send_run(int fd, const cel__run_t *run)
 {
-    json_t *kind = json_integer(run->kind);
-    json_t *countdown = json_real(run->countdown);
-    json_t *runtime = json_real(run->runtime);
+    char kind[24];
+    char countdown[32];
+    char runtime_ns[32];
+    cel__json_format_integer(kind, run->kind);
+    format_seconds(countdown, run->countdown);
+    /* Whole nanoseconds, because "%.17g" of a runtime took thousands of
+     * instructions per task. */
+    double nanoseconds = isfinite(run->runtime) ? run->runtime * 1e9 : 0;
+    cel__json_format_integer(runtime_ns, nanoseconds > 0 && nanoseconds < 9e18
+                                             ? llround(nanoseconds)
+                                             : 0);
     const cel__json_member_t members[] = {
-        {.key = "kind", .value = kind},
+        {.key = "kind", .raw = kind},
         {.key = "result", .value = run->result},
         {.key = "exc_type", .text = run->exc_type},
         {.key = "exc_module", .text = run->exc_module},
         {.key = "exc_message", .text = run->exc_message},
-        {.key = "countdown", .value = countdown},
-        {.key = "runtime", .value = runtime},
+        {.key = "countdown", .raw = countdown},
+        {.key = "runtime_ns", .raw = runtime_ns},
     };
-    int status =
-        kind && countdown && runtime
-            ? send_frame(fd, members, sizeof members / sizeof members[0])
-            : -1;
-    json_decref(kind);
-    json_decref(countdown);
-    json_decref(runtime);
-    return status;
+    return send_members(fd, members, sizeof members / sizeof members[0]);
 }
 
 static void decode_run(json_t *reply, cel__run_t *run)
@@ -283,10 +255,33 @@ static void decode_run(json_t *reply, cel__run_t *run)
     run->exc_module = dup_member(reply, "exc_module");
     run->exc_message = dup_member(reply, "exc_message");
     run->countdown = json_number_value(json_object_get(reply, "countdown"));
-    run->runtime = json_number_value(json_object_get(reply, "runtime"));
+    run->runtime =
+        (double)json_integer_value(json_object_get(reply, "runtime_ns")) / 1e9;
 }
 
 /* ---- the child ---------------------------------------------------------- */
+
+/* The child's end of its socket and what it has read from it. */
+static int child_fd = -1;
+static frame_reader_t child_reader;
+
+/* Requests the headers of the running task from the main process. The
+ * task gets an empty object when the reply has none, and the child exits
+ * when the socket is closed. */
+static json_t *fetch_headers(cel__request_t *request)
+{
+    (void)request;
+    const cel__json_member_t ask[] = {{.key = "fetch", .text = "headers"}};
+    if (send_members(child_fd, ask, 1) != 0)
+        _exit(3);
+    json_t *reply = read_frame(child_fd, &child_reader);
+    if (reply == NULL)
+        _exit(3);
+    json_t *headers = json_object_get(reply, "headers");
+    headers = json_is_object(headers) ? json_incref(headers) : json_object();
+    json_decref(reply);
+    return headers;
+}
 
 static void child_failure(cel__run_t *run, const char *message)
 {
@@ -312,14 +307,16 @@ static void child_main(prefork_pool_t *pool, int fd)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != pool->parent_pid)
         _exit(0);
-    frame_reader_t reader = {0};
+    child_fd = fd;
     for (;;) {
-        json_t *job = read_frame(fd, &reader);
+        json_t *job = read_frame(fd, &child_reader);
         if (job == NULL)
             _exit(0);
         double soft = 0;
         cel__request_t *request = decode_request(pool->base.app, job, &soft);
         json_decref(job);
+        if (request != NULL)
+            request->fetch_headers = fetch_headers;
         cel__run_t run;
         if (request != NULL)
             cel__run_task(request, pool->base.hostname, soft, &run);
@@ -453,6 +450,19 @@ static void kill_at_limit(prefork_pool_t *pool, int index)
     replace(pool, index);
 }
 
+/* Sends a child the headers of the task it runs. */
+static void send_headers(prefork_pool_t *pool, child_t *child)
+{
+    json_t *headers = child->request->msg.headers;
+    const cel__json_member_t members[] = {
+        {.key = "headers", .value = headers, .raw = "{}"},
+    };
+    if (send_members(child->fd, members, 1) != 0)
+        cel__log(pool->base.app, CEL_LOG_WARNING,
+                 "Cannot send the headers of task %s to pool process %d: %s",
+                 child->request->msg.id, (int)child->pid, strerror(errno));
+}
+
 /* Reads what a child sent and settles every whole reply in it; returns
  * false when the socket reached EOF. Replies that arrived before the EOF
  * still count, so a child that dies right after replying loses nothing. */
@@ -496,6 +506,11 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
         child->len -= 4 + (size_t)len;
         if (child->request == NULL) {
+            json_decref(reply);
+            continue;
+        }
+        if (json_object_get(reply, "fetch") != NULL) {
+            send_headers(pool, child);
             json_decref(reply);
             continue;
         }

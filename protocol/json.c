@@ -1257,3 +1257,10 @@ char *cel__json_dump_members(const cel__json_member_t *members, size_t count,
         *len = w.len;
     return w.data;
 }
+
+size_t cel__json_format_integer(char *buf, json_int_t value)
+{
+    size_t len = format_integer(buf, value);
+    buf[len] = '\0';
+    return len;
+}

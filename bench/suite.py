@@ -149,6 +149,12 @@ def median_row(runs):
     row["rate"] = statistics.median(run["rate"] for run in runs)
     row["rss"] = max(run["rss"] for run in runs)
     row["killed"] = any(run["killed"] for run in runs)
+    row["cpu"] = {}
+    for part in ("worker", "broker", "client"):
+        values = [run["cpu_us_per_task"][part] for run in runs
+                  if part in run.get("cpu_us_per_task", {})]
+        if values:
+            row["cpu"][part] = statistics.median(values)
     return row
 
 
@@ -229,17 +235,20 @@ def throughput_table(rows, specs):
     ceiling = find_row(rows, "ceiling", "prefetch 8")
     python = fastest_python(rows)
     lines = [
-        "| worker | pool | tasks | tasks/s | / ceiling | / fastest Python | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| worker | pool | tasks | tasks/s | / ceiling | / fastest Python | peak RSS MiB "
+        "| CPU µs/task: worker | broker | client |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, spec in zip(rows, specs):
         if row is None:
-            lines.append(f"| {spec.worker} | {spec.pool_label()} | failed | | | | |")
+            lines.append(f"| {spec.worker} | {spec.pool_label()} | failed | | | | | | | |")
             continue
         to_ceiling = format_ratio(row["rate"] / ceiling["rate"]) if ceiling else "–"
         to_python = format_ratio(row["rate"] / python["rate"]) if python else "–"
+        cpu = " | ".join(f"{row['cpu'][part]:.0f}" if part in row["cpu"] else "–"
+                         for part in ("worker", "broker", "client"))
         lines.append(f"| {row['worker']} | {row['pool']} | {format_tasks(row)} | {format_rate(row)} "
-                     f"| {to_ceiling} | {to_python} | {row['rss']:.1f} |")
+                     f"| {to_ceiling} | {to_python} | {row['rss']:.1f} | {cpu} |")
     return "\n".join(lines)
 
 

@@ -122,13 +122,15 @@ void cel__free_pending_results(cel_worker_t *worker)
         cel__pending_free(cel__pending_pop(worker));
 }
 
+static void store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
+                           const char *status, char *body);
+
 void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
                        const char *status, json_t *result,
                        const char *traceback, json_t *children)
 {
     const char *task_id = msg->id;
     const char *reply_to = msg->reply_to;
-    const char *correlation_id = msg->correlation_id;
     if (worker->backend == CEL__BACKEND_DISABLED || task_id == NULL)
         return;
     if (worker->backend == CEL__BACKEND_REDIS) {
@@ -138,9 +140,30 @@ void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
     }
     if (reply_to == NULL || reply_to[0] == '\0')
         return;
+    store_rpc_body(
+        worker, msg, status,
+        cel__result_encode_rpc(task_id, status, result, traceback, children));
+}
 
-    char *body =
-        cel__result_encode_rpc(task_id, status, result, traceback, children);
+void cel__store_result_text(cel_worker_t *worker,
+                            const cel__task_message_t *msg, const char *status,
+                            const char *result_text)
+{
+    if (worker->backend != CEL__BACKEND_RPC || msg->id == NULL ||
+        msg->reply_to == NULL || msg->reply_to[0] == '\0')
+        return;
+    store_rpc_body(worker, msg, status,
+                   cel__result_encode_rpc_text(msg->id, status, result_text));
+}
+
+/* Publishes an rpc result body (taking it), or keeps it for the next
+ * connection when the broker is away. */
+static void store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
+                           const char *status, char *body)
+{
+    const char *task_id = msg->id;
+    const char *reply_to = msg->reply_to;
+    const char *correlation_id = msg->correlation_id;
     if (body == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Cannot encode the %s result of task %s: out of memory",

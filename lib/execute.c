@@ -96,18 +96,39 @@ static bool send_follow_ups(cel_worker_t *worker, const cel__request_t *request,
     return false;
 }
 
+json_t *cel__run_result(cel__run_t *run)
+{
+    if (run->result == NULL && run->result_text != NULL)
+        cel__json_parse(run->result_text, strlen(run->result_text),
+                        CEL__JSON_MAX_DEPTH, &run->result, NULL, 0);
+    if (run->result == NULL)
+        run->result = json_null();
+    return run->result;
+}
+
 static void on_success(cel_worker_t *worker, const cel__request_t *request,
-                       json_t *result, double runtime)
+                       cel__run_t *run)
 {
     const cel__task_message_t *msg = &request->msg;
+    double runtime = run->runtime;
     bool canvas =
         json_array_size(msg->callbacks) > 0 || json_array_size(msg->chain) > 0;
+    bool log_info = cel__log_enabled(worker->app, CEL_LOG_INFO);
+    /* An rpc result that nothing else reads goes out as the child's text. */
+    if (run->result == NULL && run->result_text != NULL && !canvas &&
+        !log_info && !worker->task_events &&
+        worker->backend == CEL__BACKEND_RPC) {
+        if (!ignores_result(worker, request))
+            cel__store_result_text(worker, msg, "SUCCESS", run->result_text);
+        return;
+    }
+    json_t *result = cel__run_result(run);
     json_t *children = canvas ? json_array() : NULL;
     if (canvas && !send_follow_ups(worker, request, result, children)) {
         json_decref(children);
         return;
     }
-    if (cel__log_enabled(worker->app, CEL_LOG_INFO) || worker->task_events) {
+    if (log_info || worker->task_events) {
         char *repr = cel__pyrepr(result, 1024, false);
         cel__log(worker->app, CEL_LOG_INFO,
                  "Task %s[%s] succeeded in %.6fs: %s", msg->task, msg->id,
@@ -377,8 +398,7 @@ void cel__settle(cel_worker_t *worker, cel__request_t *request, cel__run_t *run)
     bool failed = false;
     switch (run->kind) {
     case CEL__RUN_SUCCESS:
-        on_success(worker, request, run->result ? run->result : json_null(),
-                   run->runtime);
+        on_success(worker, request, run);
         break;
     case CEL__RUN_FAILURE:
         on_failure(worker, request, run->exc_type, run->exc_module,
@@ -413,6 +433,7 @@ done:
 void cel__run_clear(cel__run_t *run)
 {
     json_decref(run->result);
+    free(run->result_text);
     free(run->exc_type);
     free(run->exc_module);
     free(run->exc_message);

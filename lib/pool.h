@@ -20,6 +20,9 @@ typedef enum cel__run_kind {
 typedef struct cel__run {
     cel__run_kind_t kind;
     json_t *result;
+    /* A prefork child's result as JSON text, parsed only when a value is
+     * needed. Until then result is NULL. */
+    char *result_text;
     char *exc_type;
     char *exc_module;
     char *exc_message;
@@ -31,6 +34,10 @@ typedef struct cel__run {
 } cel__run_t;
 
 void cel__run_clear(cel__run_t *run);
+
+/* Returns the run's result as a value (borrowed; null when there is none),
+ * parsing result_text the first time. */
+json_t *cel__run_result(cel__run_t *run);
 
 /* Runs a request's task function in the calling thread and fills `run`.
  * `soft` and `hard` are the limits in seconds (0 for none). */

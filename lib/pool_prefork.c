@@ -3,11 +3,13 @@
  * time each, so a crash or a hard time limit costs one child and never the
  * worker. The main process keeps the broker connection.
  *
- * Parent and child talk over a Unix stream socket in frames of a 4-byte
- * little-endian length and a JSON object: the request going down, the run's
- * outcome coming back. The message headers stay in the main process unless
- * the task reads them. Then the child sends {"fetch": "headers"} and the
- * main process replies with a frame of the headers.
+ * Parent and child talk over a Unix stream socket in frames: a 4-byte
+ * little-endian length of the rest, the 4-byte length of a JSON object, the
+ * object, then a tail of raw bytes. The request goes down as an object. The
+ * run's outcome comes back as an object with the result's JSON text as the
+ * tail. The message headers stay in the main process unless the task reads
+ * them. Then the child sends {"fetch": "headers"} and the main process
+ * replies with a frame of the headers.
  */
 #include <errno.h>
 #include <math.h>
@@ -60,19 +62,25 @@ static void put_length(unsigned char head[4], size_t len)
     head[3] = (unsigned char)(len >> 24);
 }
 
-/* Sends `count` members as one frame holding a JSON object. */
-static int send_members(int fd, const cel__json_member_t *members, size_t count)
+/* Sends a frame of the object of `count` members followed by `tail`. */
+static int send_frame(int fd, const cel__json_member_t *members, size_t count,
+                      const char *tail, size_t tail_len)
 {
     size_t len = 0;
     char *text = cel__json_dump_members(members, count, &len);
-    if (text == NULL || len > UINT32_MAX) {
+    if (text == NULL || len > UINT32_MAX - 4 - tail_len) {
         free(text);
         return -1;
     }
-    unsigned char head[4];
-    put_length(head, len);
-    struct iovec parts[2] = {{head, sizeof head}, {text, len}};
-    int status = cel__send_all(fd, parts, 2);
+    unsigned char head[8];
+    put_length(head, 4 + len + tail_len);
+    put_length(head + 4, len);
+    struct iovec parts[3] = {
+        {head, sizeof head},
+        {text, len},
+        {(void *)tail, tail_len},
+    };
+    int status = cel__send_all(fd, parts, tail_len > 0 ? 3 : 2);
     free(text);
     return status;
 }
@@ -92,6 +100,26 @@ static uint32_t frame_length(const char *bytes)
     const unsigned char *b = (const unsigned char *)bytes;
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
            (uint32_t)b[3] << 24;
+}
+
+/* Parses the `len` bytes after a frame's length: the object's length, the
+ * object, the tail. Returns the object, or NULL for a bad frame. */
+static json_t *parse_frame(const char *bytes, size_t len, const char **tail,
+                           size_t *tail_len)
+{
+    *tail = NULL;
+    *tail_len = 0;
+    if (len < 4)
+        return NULL;
+    size_t object_len = frame_length(bytes);
+    if (object_len > len - 4)
+        return NULL;
+    json_t *object = NULL;
+    cel__json_parse(bytes + 4, object_len, CEL__JSON_MAX_DEPTH, &object, NULL,
+                    0);
+    *tail = bytes + 4 + object_len;
+    *tail_len = len - 4 - object_len;
+    return object;
 }
 
 /* Bytes a child has read from its socket and not used yet. */
@@ -126,8 +154,8 @@ static int fill_reader(int fd, frame_reader_t *reader, size_t want)
     return 0;
 }
 
-/* Blocking read of one frame; NULL on EOF or a bad frame. The length and
- * the text usually arrive in one read. */
+/* Blocking read of one frame without a tail; NULL on EOF or a bad frame.
+ * The whole frame usually arrives in one read. */
 static json_t *read_frame(int fd, frame_reader_t *reader)
 {
     if (fill_reader(fd, reader, 4) != 0)
@@ -135,9 +163,9 @@ static json_t *read_frame(int fd, frame_reader_t *reader)
     size_t len = frame_length(reader->buf);
     if (fill_reader(fd, reader, 4 + len) != 0)
         return NULL;
-    json_t *object = NULL;
-    cel__json_parse(reader->buf + 4, len, CEL__JSON_MAX_DEPTH, &object, NULL,
-                    0);
+    const char *tail;
+    size_t tail_len;
+    json_t *object = parse_frame(reader->buf + 4, len, &tail, &tail_len);
     memmove(reader->buf, reader->buf + 4 + len, reader->len - 4 - len);
     reader->len -= 4 + len;
     return object;
@@ -169,7 +197,7 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         {.key = "kwargs", .value = msg->kwargs},
         {.key = "soft", .raw = soft_text},
     };
-    return send_members(fd, members, sizeof members / sizeof members[0]);
+    return send_frame(fd, members, sizeof members / sizeof members[0], NULL, 0);
 }
 
 static char *dup_member(json_t *object, const char *key)
@@ -216,7 +244,9 @@ static cel__request_t *decode_request(cel_app_t *app, json_t *job, double *soft)
     return request;
 }
 
-/* Sends the outcome of a run back to the parent. */
+/* Sends the outcome of a run back to the parent. A result that cannot be
+ * encoded (invalid UTF-8, too deep) fails the send, so the parent reports
+ * the child as lost. */
 static int send_run(int fd, const cel__run_t *run)
 {
     char kind[24];
@@ -232,14 +262,23 @@ static int send_run(int fd, const cel__run_t *run)
                                              : 0);
     const cel__json_member_t members[] = {
         {.key = "kind", .raw = kind},
-        {.key = "result", .value = run->result},
         {.key = "exc_type", .text = run->exc_type},
         {.key = "exc_module", .text = run->exc_module},
         {.key = "exc_message", .text = run->exc_message},
         {.key = "countdown", .raw = countdown},
         {.key = "runtime_ns", .raw = runtime_ns},
     };
-    return send_members(fd, members, sizeof members / sizeof members[0]);
+    /* The result follows the object as the tail, so the main process can
+     * pass its text on without parsing it. */
+    size_t result_len = 0;
+    char *result =
+        cel__json_dump(run->result ? run->result : json_null(), &result_len);
+    if (result == NULL)
+        return -1;
+    int status = send_frame(fd, members, sizeof members / sizeof members[0],
+                            result, result_len);
+    free(result);
+    return status;
 }
 
 static void decode_run(json_t *reply, cel__run_t *run)
@@ -249,8 +288,7 @@ static void decode_run(json_t *reply, cel__run_t *run)
     run->kind = kind == CEL__RUN_FAILURE || kind == CEL__RUN_RETRY
                     ? (cel__run_kind_t)kind
                     : CEL__RUN_SUCCESS;
-    json_t *result = json_object_get(reply, "result");
-    run->result = json_incref(result ? result : json_null());
+    run->result = NULL; /* the frame's tail, in result_text */
     run->exc_type = dup_member(reply, "exc_type");
     run->exc_module = dup_member(reply, "exc_module");
     run->exc_message = dup_member(reply, "exc_message");
@@ -272,7 +310,7 @@ static json_t *fetch_headers(cel__request_t *request)
 {
     (void)request;
     const cel__json_member_t ask[] = {{.key = "fetch", .text = "headers"}};
-    if (send_members(child_fd, ask, 1) != 0)
+    if (send_frame(child_fd, ask, 1, NULL, 0) != 0)
         _exit(3);
     json_t *reply = read_frame(child_fd, &child_reader);
     if (reply == NULL)
@@ -457,7 +495,7 @@ static void send_headers(prefork_pool_t *pool, child_t *child)
     const cel__json_member_t members[] = {
         {.key = "headers", .value = headers, .raw = "{}"},
     };
-    if (send_members(child->fd, members, 1) != 0)
+    if (send_frame(child->fd, members, 1, NULL, 0) != 0)
         cel__log(pool->base.app, CEL_LOG_WARNING,
                  "Cannot send the headers of task %s to pool process %d: %s",
                  child->request->msg.id, (int)child->pid, strerror(errno));
@@ -500,9 +538,15 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         uint32_t len = frame_length(child->buf);
         if (child->len < 4 + (size_t)len)
             break;
-        json_t *reply = NULL;
-        cel__json_parse(child->buf + 4, len, CEL__JSON_MAX_DEPTH, &reply, NULL,
-                        0);
+        const char *tail;
+        size_t tail_len;
+        json_t *reply = parse_frame(child->buf + 4, len, &tail, &tail_len);
+        char *result_text = NULL;
+        if (reply != NULL && tail_len > 0 && child->request != NULL &&
+            (result_text = malloc(tail_len + 1)) != NULL) {
+            memcpy(result_text, tail, tail_len);
+            result_text[tail_len] = '\0';
+        }
         memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
         child->len -= 4 + (size_t)len;
         if (child->request == NULL) {
@@ -512,11 +556,13 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         if (json_object_get(reply, "fetch") != NULL) {
             send_headers(pool, child);
             json_decref(reply);
+            free(result_text);
             continue;
         }
         cel__run_t run;
         if (reply != NULL) {
             decode_run(reply, &run);
+            run.result_text = result_text;
             json_decref(reply);
         } else {
             child_failure(&run, "the pool process sent an unreadable result");

@@ -102,6 +102,12 @@ void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
                        const char *status, json_t *result,
                        const char *traceback, json_t *children);
 
+/* Stores a state whose result is JSON text already, with no traceback and
+ * no children. Only the rpc backend takes it. Does nothing otherwise. */
+void cel__store_result_text(cel_worker_t *worker,
+                            const cel__task_message_t *msg, const char *status,
+                            const char *result_text);
+
 /* Stores an exception state (FAILURE, REVOKED, RETRY) built from parts. */
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,
                           const char *status, const char *exc_type,

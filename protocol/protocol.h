@@ -173,6 +173,11 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
                              json_t *result, const char *traceback,
                              json_t *children);
 
+/* As cel__result_encode_rpc with no traceback and no children, for a
+ * result that is JSON text already (a prefork child's), written as it is. */
+char *cel__result_encode_rpc_text(const char *task_id, const char *status,
+                                  const char *result_text);
+
 /* True for Celery's READY_STATES: SUCCESS, FAILURE and REVOKED. */
 bool cel__result_state_is_ready(const char *status);
 

@@ -29,15 +29,15 @@ fail:
     return NULL;
 }
 
-char *cel__result_encode_rpc(const char *task_id, const char *status,
-                             json_t *result, const char *traceback,
-                             json_t *children)
+static char *encode_rpc(const char *task_id, const char *status, json_t *result,
+                        const char *result_text, const char *traceback,
+                        json_t *children)
 {
     /* The members in the order Celery's rpc backend writes them. */
     const cel__json_member_t members[] = {
         {.key = "task_id", .text = task_id},
         {.key = "status", .text = status},
-        {.key = "result", .value = result ? result : json_null()},
+        {.key = "result", .value = result, .raw = result_text},
         {.key = "traceback", .text = traceback},
         {.key = "children", .value = children, .raw = "[]"},
     };
@@ -45,6 +45,20 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
         return NULL;
     return cel__json_dump_members(members, sizeof members / sizeof members[0],
                                   NULL);
+}
+
+char *cel__result_encode_rpc(const char *task_id, const char *status,
+                             json_t *result, const char *traceback,
+                             json_t *children)
+{
+    return encode_rpc(task_id, status, result ? result : json_null(), NULL,
+                      traceback, children);
+}
+
+char *cel__result_encode_rpc_text(const char *task_id, const char *status,
+                                  const char *result_text)
+{
+    return encode_rpc(task_id, status, NULL, result_text, NULL, NULL);
 }
 
 bool cel__result_state_is_ready(const char *status)

@@ -68,6 +68,9 @@ static void record_run(void *owner, cel__request_t *request, cel__run_t *run)
     if (runs->count < RUNS_MAX) {
         recorded_run_t *slot = &runs->runs[runs->count];
         slot->id = strdup(request->msg.id);
+        /* A prefork run brings its result as text: parse it for the checks. */
+        if (run->kind == CEL__RUN_SUCCESS)
+            cel__run_result(run);
         slot->run = *run;
         slot->finished = cel__monotonic();
         memset(run, 0, sizeof *run);

@@ -3,7 +3,9 @@
  * task message, so its drain rate is what RabbitMQ and one AMQP connection
  * carry on this machine.
  *
- * It consumes one queue with basic.qos at the given prefetch count. For each
+ * It consumes one queue with basic.qos at the given prefetch count, with
+ * global=true as Celery's consumer sets it on RabbitMQ 3.3 and later (kombu's
+ * qos_semantics_matches_spec), or per consumer with -C. For each
  * delivery that has a reply_to, it publishes a fixed small JSON reply to the
  * default exchange with the delivery's correlation_id, then acks the
  * delivery. Messages are never decoded. It runs until SIGTERM or SIGINT,
@@ -13,7 +15,7 @@
  * Celery's rpc:// result consumer needs to match it to AsyncResult.get().
  * That gives the round-trip latency of the client and the broker alone.
  *
- * Usage: ceiling [-h HOST] [-p PORT] [-q QUEUE] [-P PREFETCH] [-i]
+ * Usage: ceiling [-h HOST] [-p PORT] [-q QUEUE] [-P PREFETCH] [-i] [-C]
  */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -50,6 +52,7 @@ struct options {
     const char *queue;
     int prefetch;
     bool reply_with_task_id;
+    bool per_consumer_qos;
 };
 
 static void request_stop(int signal_number)
@@ -62,16 +65,19 @@ static void print_usage(FILE *stream)
 {
     fprintf(stream,
             "usage: ceiling [-h HOST] [-p PORT] [-q QUEUE] [-P PREFETCH] "
-            "[-i]\n"
+            "[-i] [-C]\n"
             "\n"
             "Consumes QUEUE (default: celery) on HOST:PORT (default: "
             "127.0.0.1:5672)\n"
-            "with basic.qos PREFETCH (default: 8), replies to each message's "
-            "reply_to\n"
-            "with a fixed small result and acks it, until SIGTERM or "
-            "SIGINT.\n"
+            "with basic.qos PREFETCH (default: 8) for the channel, as Celery "
+            "sets it,\n"
+            "replies to each message's reply_to with a fixed small result "
+            "and acks it,\n"
+            "until SIGTERM or SIGINT.\n"
             "-i puts the message's correlation_id into the reply as "
-            "task_id.\n");
+            "task_id.\n"
+            "-C sets the prefetch per consumer (basic.qos global=false) "
+            "instead.\n");
 }
 
 /* Parses a decimal integer into `value`. Returns false unless the text is a
@@ -95,11 +101,15 @@ static bool parse_options(int argc, char **argv, struct options *options)
     options->queue = "celery";
     options->prefetch = 8;
     options->reply_with_task_id = false;
+    options->per_consumer_qos = false;
     int option;
-    while ((option = getopt(argc, argv, "h:p:q:P:i")) != -1) {
+    while ((option = getopt(argc, argv, "h:p:q:P:iC")) != -1) {
         switch (option) {
         case 'i':
             options->reply_with_task_id = true;
+            break;
+        case 'C':
+            options->per_consumer_qos = true;
             break;
         case 'h':
             options->host = optarg;
@@ -185,7 +195,8 @@ static bool open_session(amqp_connection_state_t conn,
     amqp_channel_open(conn, CHANNEL);
     if (!check_reply(amqp_get_rpc_reply(conn), "channel.open"))
         return false;
-    amqp_basic_qos(conn, CHANNEL, 0, (uint16_t)options->prefetch, 0);
+    amqp_basic_qos(conn, CHANNEL, 0, (uint16_t)options->prefetch,
+                   options->per_consumer_qos ? 0 : 1);
     if (!check_reply(amqp_get_rpc_reply(conn), "basic.qos"))
         return false;
     amqp_basic_consume(conn, CHANNEL, amqp_cstring_bytes(options->queue),

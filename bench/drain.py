@@ -82,10 +82,13 @@ class Drain:
     prefetch_multiplier: int | None = None
     max_seconds: float | None = None
     loglevel: str = "warning"
+    # The ceiling only: basic.qos per consumer instead of Celery's global.
+    per_consumer_qos: bool = False
 
     def pool_label(self):
         if self.worker == "ceiling":
-            return f"prefetch {self.prefetch_count()}"
+            scope = " per consumer" if self.per_consumer_qos else ""
+            return f"prefetch {self.prefetch_count()}{scope}"
         return f"{self.pool} -c {self.concurrency}"
 
     def prefetch_count(self):
@@ -94,7 +97,8 @@ class Drain:
 
     def slug(self):
         payload = f"-{self.payload_bytes}b" if self.payload_bytes else ""
-        return f"{self.worker}-{self.pool}{self.concurrency}-{self.results}{payload}"
+        scope = "-per-consumer" if self.per_consumer_qos else ""
+        return f"{self.worker}{scope}-{self.pool}{self.concurrency}-{self.results}{payload}"
 
 
 def python_worker_command(drain, queue):
@@ -129,6 +133,8 @@ def celeriac_worker_command(drain, queue):
 
 def ceiling_command(drain, queue):
     command = [str(CEILING), "-q", queue, "-P", str(drain.prefetch_count())]
+    if drain.per_consumer_qos:
+        command.append("-C")
     return command, dict(os.environ)
 
 

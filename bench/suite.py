@@ -89,8 +89,15 @@ def throughput_rows(results, payload_bytes, plan):
     python_solo_tasks = plan.payload_tasks if payload_bytes else plan.python_solo_tasks
     cap = plan.payload_max_seconds if payload_bytes else None
     solo_cap = plan.payload_max_seconds if payload_bytes else plan.python_solo_max_seconds
+    # The ceiling with RabbitMQ's cheaper per-consumer prefetch, for
+    # comparison: Celery workers, celeriac too, set it for the channel.
+    per_consumer = [] if payload_bytes else [
+        drain.Drain("ceiling", "ceiling", 2, results, tasks, payload_bytes, max_seconds=cap,
+                    per_consumer_qos=True),
+    ]
     return [
         drain.Drain("ceiling", "ceiling", 2, results, tasks, payload_bytes, max_seconds=cap),
+        *per_consumer,
         drain.Drain("celeriac", "prefork", 2, results, tasks, payload_bytes, max_seconds=cap),
         drain.Drain("celeriac", "threads", 2, results, tasks, payload_bytes, max_seconds=cap),
         drain.Drain("celeriac", "solo", 1, results, tasks, payload_bytes, max_seconds=cap),

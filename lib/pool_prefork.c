@@ -5,11 +5,11 @@
  *
  * Parent and child talk over a Unix stream socket in frames: a 4-byte
  * little-endian length of the rest, the 4-byte length of a JSON object, the
- * object, then a tail of raw bytes. The request goes down as an object. The
- * run's outcome comes back as an object with the result's JSON text as the
- * tail. The message headers stay in the main process unless the task reads
- * them. Then the child sends {"fetch": "headers"} and the main process
- * replies with a frame of the headers.
+ * object, then a tail of raw bytes. The request goes down in binary as the
+ * tail (see send_request). The run's outcome comes back as an object with
+ * the result's JSON text as the tail. The message headers stay in the main
+ * process unless the task reads them. Then the child sends {"fetch": "headers"}
+ * and the main process replies with a frame of the headers.
  */
 #include <errno.h>
 #include <math.h>
@@ -189,12 +189,12 @@ static json_t *read_frame(int fd, frame_reader_t *reader, const char **tail,
 
 /* ---- messages ----------------------------------------------------------- */
 
-/* A request travels as the tail of a frame with an empty object, in
- * binary: nine texts (a 4-byte length, or NO_TEXT for NULL, then the
- * bytes), the retries (4 bytes), redelivered (1 byte), the soft limit (a
- * double as it is in memory, parent and child being the same program),
- * then args and kwargs as JSON texts. Parsing a JSON object of the same
- * fields cost the child about 10000 instructions per task. */
+/* A request travels in binary as the tail of a frame whose object is {}.
+ * It holds nine texts, each a 4-byte length (NO_TEXT for NULL) and the
+ * bytes, then the retries (4 bytes), redelivered (1 byte) and the soft
+ * limit (a double as it is in memory, since parent and child are the same
+ * program), then args and kwargs as JSON texts. Parsing a JSON object of
+ * the same fields cost the child about 10000 instructions per task. */
 #define NO_TEXT       UINT32_MAX
 #define REQUEST_TEXTS 9
 
@@ -249,7 +249,7 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         total - 4 <= UINT32_MAX) {
         request_writer_t w = {head, 0};
         put_u32(&w, (uint32_t)(total - 4)); /* the frame's length */
-        put_u32(&w, 2);                     /* an empty object */
+        put_u32(&w, 2);                     /* the object, {} */
         memcpy(w.data + w.len, "{}", 2);
         w.len += 2;
         for (int i = 0; i < REQUEST_TEXTS; i++)

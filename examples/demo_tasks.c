@@ -262,6 +262,17 @@ static json_t *context(cel_context_t *ctx, json_t *args, json_t *kwargs)
                      cel_context_redelivered(ctx));
 }
 
+/* Returns text that is not valid UTF-8, which JSON cannot carry, so the
+ * worker fails the task with EncodeError, as Celery does for a result its
+ * serializer rejects. */
+static json_t *unencodable(cel_context_t *ctx, json_t *args, json_t *kwargs)
+{
+    (void)ctx;
+    (void)args;
+    (void)kwargs;
+    return json_stringn_nocheck("ok\xff\xfe", 4);
+}
+
 int celeriac_module_init(cel_app_t *app)
 {
     static const struct {
@@ -272,7 +283,7 @@ int celeriac_module_init(cel_app_t *app)
         {"tasks.xsum", xsum},        {"tasks.echo", echo},
         {"tasks.sleep", sleep_task}, {"tasks.spin", spin},
         {"tasks.fail", fail_task},   {"tasks.crash", crash},
-        {"tasks.context", context},
+        {"tasks.context", context},  {"tasks.unencodable", unencodable},
     };
     for (size_t i = 0; i < sizeof TASKS / sizeof TASKS[0]; i++)
         if (cel_app_add_task(app, TASKS[i].name, TASKS[i].fn) == NULL)

@@ -43,16 +43,47 @@ void cel__set_error(char *buf, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Copies `line` into `out` (4 times its size) with line breaks, other
+ * control characters and bytes that are not UTF-8 escaped, so a task's
+ * result or a message's field cannot split a log line or garble it. */
+static void escape_line(const char *line, char *out)
+{
+    static const char HEX[] = "0123456789abcdef";
+    size_t len = strlen(line);
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)line[i];
+        size_t n = c >= 0x80 ? cel__utf8_sequence_length(line + i, len - i) : 1;
+        if (c == '\n' || c == '\r') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : 'r';
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f || n == 0) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = HEX[c >> 4];
+            out[o++] = HEX[c & 0xF];
+            n = 1;
+        } else {
+            memcpy(out + o, line + i, n);
+            o += n;
+        }
+        i += n;
+    }
+    out[o] = '\0';
+}
+
 void cel__log(const cel_app_t *app, int level, const char *fmt, ...)
 {
     if (!cel__log_enabled(app, level))
         return;
     char line[2048];
+    char escaped[4 * sizeof line];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    app->log_fn(app->log_user, level, line);
+    escape_line(line, escaped);
+    app->log_fn(app->log_user, level, escaped);
 }
 
 double cel__now(void)

@@ -122,25 +122,25 @@ void cel__free_pending_results(cel_worker_t *worker)
         cel__pending_free(cel__pending_pop(worker));
 }
 
-static void store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
-                           const char *status, char *body);
+static int store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
+                          const char *status, char *body);
 
-void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
-                       const char *status, json_t *result,
-                       const char *traceback, json_t *children)
+int cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
+                      const char *status, json_t *result, const char *traceback,
+                      json_t *children)
 {
     const char *task_id = msg->id;
     const char *reply_to = msg->reply_to;
     if (worker->backend == CEL__BACKEND_DISABLED || task_id == NULL)
-        return;
+        return CEL_OK;
     if (worker->backend == CEL__BACKEND_REDIS) {
         /* Clients read Redis by task id, so reply_to does not matter. */
-        cel__redis_store(worker, msg, status, result, traceback, children);
-        return;
+        return cel__redis_store(worker, msg, status, result, traceback,
+                                children);
     }
     if (reply_to == NULL || reply_to[0] == '\0')
-        return;
-    store_rpc_body(
+        return CEL_OK;
+    return store_rpc_body(
         worker, msg, status,
         cel__result_encode_rpc(task_id, status, result, traceback, children));
 }
@@ -152,29 +152,33 @@ void cel__store_result_text(cel_worker_t *worker,
     if (worker->backend != CEL__BACKEND_RPC || msg->id == NULL ||
         msg->reply_to == NULL || msg->reply_to[0] == '\0')
         return;
-    store_rpc_body(worker, msg, status,
-                   cel__result_encode_rpc_text(msg->id, status, result_text));
+    (void)store_rpc_body(
+        worker, msg, status,
+        cel__result_encode_rpc_text(msg->id, status, result_text));
 }
 
 /* Publishes an rpc result body (taking it), or keeps it for the next
- * connection when the broker is away. */
-static void store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
-                           const char *status, char *body)
+ * connection when the broker is away. A NULL body is a result that could
+ * not be encoded: CEL_EINVAL. */
+static int store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
+                          const char *status, char *body)
 {
     const char *task_id = msg->id;
     const char *reply_to = msg->reply_to;
     const char *correlation_id = msg->correlation_id;
     if (body == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
-                 "Cannot encode the %s result of task %s: out of memory",
-                 status, task_id);
-        return;
+                 "Cannot encode the %s result of task %s as JSON: it has a "
+                 "string that is not UTF-8, nests deeper than %d levels, or "
+                 "memory ran out",
+                 status, task_id, CEL__JSON_MAX_DEPTH);
+        return CEL_EINVAL;
     }
     const char *correlation = correlation_id ? correlation_id : task_id;
     if (worker->broker != NULL && worker->pending_head == NULL &&
         publish_result(worker, reply_to, correlation, body) == CEL_OK) {
         free(body);
-        return;
+        return CEL_OK;
     }
     if (worker->broker != NULL && worker->pending_head == NULL)
         cel__log(worker->app, CEL_LOG_WARNING,
@@ -182,6 +186,7 @@ static void store_rpc_body(cel_worker_t *worker, const cel__task_message_t *msg,
                  "is kept for the next connection",
                  status, task_id, reply_to, cel__broker_error(worker->broker));
     keep_rpc_result(worker, task_id, reply_to, correlation, body);
+    return CEL_OK;
 }
 
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,

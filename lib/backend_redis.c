@@ -491,9 +491,9 @@ static void submit(cel_worker_t *worker, cel__pending_result_t *item)
         note_recovery(worker, flush(worker, SLICE_MAX));
 }
 
-void cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
-                      const char *status, json_t *result, const char *traceback,
-                      json_t *children)
+int cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
+                     const char *status, json_t *result, const char *traceback,
+                     json_t *children)
 {
     cel__result_meta_t meta = {
         .task_id = msg->id,
@@ -513,11 +513,13 @@ void cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
     }
     if (item == NULL || item->task_id == NULL || item->body == NULL) {
         cel__log(worker->app, CEL_LOG_ERROR,
-                 "Cannot encode the %s result of task %s: out of memory",
+                 "Cannot encode the %s result of task %s as JSON: it has a "
+                 "string that is not UTF-8, nests too deeply, or memory ran "
+                 "out",
                  status, msg->id);
         if (item != NULL)
             cel__pending_free(item);
-        return;
+        return CEL_EINVAL;
     }
     if (strlen(item->body) > MAX_VALUE_SIZE) {
         cel__log(worker->app, CEL_LOG_ERROR,
@@ -525,9 +527,10 @@ void cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
                  "the 512 MiB Redis allows for a value",
                  status, msg->id, strlen(item->body));
         cel__pending_free(item);
-        return;
+        return CEL_OK;
     }
     submit(worker, item);
+    return CEL_OK;
 }
 
 /* ---- chords -------------------------------------------------------------- */

@@ -180,6 +180,11 @@ void cel__canvas_drop_unsent(cel_worker_t *worker, bool drop)
         worker->canvas->drop_unsent = drop;
 }
 
+size_t cel__canvas_pending(const cel_worker_t *worker)
+{
+    return worker->canvas ? worker->canvas->pending_count : 0;
+}
+
 void cel__canvas_flush(cel_worker_t *worker)
 {
     struct cel__canvas *canvas = worker->canvas;

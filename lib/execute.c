@@ -96,6 +96,10 @@ static bool send_follow_ups(cel_worker_t *worker, const cel__request_t *request,
     return false;
 }
 
+static void on_failure(cel_worker_t *worker, const cel__request_t *request,
+                       const char *exc_type, const char *exc_module,
+                       const char *message);
+
 json_t *cel__run_result(cel__run_t *run)
 {
     if (run->result == NULL && run->result_text != NULL)
@@ -138,8 +142,15 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
                                   "runtime", runtime));
         free(repr);
     }
-    if (!ignores_result(worker, request))
-        cel__store_result(worker, msg, "SUCCESS", result, NULL, children);
+    if (!ignores_result(worker, request) &&
+        cel__store_result(worker, msg, "SUCCESS", result, NULL, children) ==
+            CEL_EINVAL) {
+        /* As Celery does when the result backend cannot serialize it. */
+        json_decref(children);
+        on_failure(worker, request, "EncodeError", "kombu.exceptions",
+                   UNENCODABLE_RESULT);
+        return;
+    }
     cel__canvas_chord_part(worker, msg, "SUCCESS", result);
     json_decref(children);
 }

@@ -35,6 +35,11 @@ typedef struct cel__run {
 
 void cel__run_clear(cel__run_t *run);
 
+/* The EncodeError message of a task whose result JSON cannot carry. */
+#define UNENCODABLE_RESULT                                                     \
+    "the task's result cannot be encoded as JSON: it has a string that is "    \
+    "not valid UTF-8 or nests deeper than 2048 levels"
+
 /* Returns the run's result as a value (borrowed; null when there is none),
  * parsing result_text the first time. */
 json_t *cel__run_result(cel__run_t *run);

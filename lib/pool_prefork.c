@@ -379,9 +379,8 @@ static cel__request_t *decode_request(cel_app_t *app, const char *bytes,
     return request;
 }
 
-/* Sends the outcome of a run back to the parent. A result that cannot be
- * encoded (invalid UTF-8, too deep) fails the send, so the parent reports
- * the child as lost. */
+/* Sends the outcome of a run back to the parent. A result that JSON cannot
+ * carry makes the run fail with EncodeError. */
 static int send_run(int fd, const cel__run_t *run)
 {
     char kind[24];
@@ -408,6 +407,16 @@ static int send_run(int fd, const cel__run_t *run)
     size_t result_len = 0;
     char *result =
         cel__json_dump(run->result ? run->result : json_null(), &result_len);
+    if (result == NULL && run->kind == CEL__RUN_SUCCESS) {
+        cel__run_t failed = {
+            .kind = CEL__RUN_FAILURE,
+            .exc_type = "EncodeError",
+            .exc_module = "kombu.exceptions",
+            .exc_message = UNENCODABLE_RESULT,
+            .runtime = run->runtime,
+        };
+        return send_run(fd, &failed);
+    }
     if (result == NULL)
         return -1;
     int status = send_frame(fd, members, sizeof members / sizeof members[0],

@@ -279,6 +279,33 @@ void cel__revoke_expired(cel_worker_t *worker, cel__request_t *request)
     cel__revoke_request(worker, request, "expired", 0);
 }
 
+/* Returns a copy of the header `key` when it is printable ASCII text, for
+ * naming a message whose headers cannot all be read; else NULL. */
+static char *table_text(const amqp_basic_properties_t *props, const char *key)
+{
+    if (!(props->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return NULL;
+    size_t key_len = strlen(key);
+    for (int i = 0; i < props->headers.num_entries; i++) {
+        const amqp_table_entry_t *entry = &props->headers.entries[i];
+        const amqp_field_value_t *value = &entry->value;
+        if (entry->key.len != key_len ||
+            memcmp(entry->key.bytes, key, key_len) != 0 ||
+            (value->kind != AMQP_FIELD_KIND_UTF8 &&
+             value->kind != AMQP_FIELD_KIND_BYTES))
+            continue;
+        const unsigned char *text = value->value.bytes.bytes;
+        size_t len = value->value.bytes.len;
+        if (len == 0 || len > 255)
+            return NULL;
+        for (size_t j = 0; j < len; j++)
+            if (text[j] < 0x20 || text[j] > 0x7e)
+                return NULL;
+        return strndup((const char *)text, len);
+    }
+    return NULL;
+}
+
 static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
                            cel__request_t *request, char *why, size_t why_len)
 {
@@ -308,8 +335,16 @@ static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
         status = cel__task_decode(&wire, &worker->limits, &request->msg, why,
                                   why_len);
     } else {
+        /* Enough of the message for the client to get the reason. */
         memset(&request->msg, 0, sizeof request->msg);
-        request->msg.id = correlation_id ? strdup(correlation_id) : NULL;
+        request->msg.id = table_text(props, "id");
+        if (request->msg.id == NULL && correlation_id != NULL)
+            request->msg.id = strdup(correlation_id);
+        request->msg.task = table_text(props, "task");
+        request->msg.reply_to = reply_to;
+        request->msg.correlation_id = correlation_id;
+        reply_to = NULL;
+        correlation_id = NULL;
     }
     free(content_type);
     free(correlation_id);
@@ -876,6 +911,48 @@ static int consume_loop(cel_worker_t *worker)
     return CEL_OK;
 }
 
+/* Seconds a warm shutdown keeps trying to reach the broker to send the
+ * results and follow-ups it still has. */
+#define SHUTDOWN_SEND_SECONDS 10.0
+
+/* Connects without consuming when a warm shutdown still has rpc results
+ * or follow-ups that a lost connection kept, as Celery retries those
+ * publishes. Gives up after SHUTDOWN_SEND_SECONDS. */
+static void connect_to_send_kept(cel_worker_t *worker)
+{
+    bool rpc_kept =
+        worker->backend == CEL__BACKEND_RPC && worker->pending_count > 0;
+    if (!rpc_kept && worker->unsent_count == 0 &&
+        cel__canvas_pending(worker) == 0)
+        return;
+    const cel__settings_t *settings = &worker->app->settings;
+    double deadline = cel__monotonic() + SHUTDOWN_SEND_SECONDS;
+    double delay = 0.5;
+    for (;;) {
+        if (cel__broker_connect(
+                settings->broker_url, settings->broker_heartbeat,
+                settings->broker_connection_timeout, &worker->broker,
+                worker->last_error) == CEL_OK) {
+            cel__log(worker->app, CEL_LOG_INFO,
+                     "Connected to the broker again to send the results the "
+                     "warm shutdown still has");
+            return;
+        }
+        double left = deadline - cel__monotonic();
+        if (left <= 0)
+            break;
+        double wait = fmin(delay, left);
+        struct timespec pause = {(time_t)wait,
+                                 (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&pause, NULL);
+        delay *= 2;
+    }
+    cel__log(worker->app, CEL_LOG_ERROR,
+             "Cannot reach the broker to send the results the warm "
+             "shutdown still has: %s",
+             worker->last_error);
+}
+
 /* Stops consuming, returns what has not started, and waits for the running
  * tasks to finish and their results to go out. */
 static void warm_shutdown(cel_worker_t *worker)
@@ -902,7 +979,10 @@ static void warm_shutdown(cel_worker_t *worker)
             close_session(worker);
         }
     }
+    if (worker->broker == NULL)
+        connect_to_send_kept(worker);
     if (worker->broker != NULL) {
+        send_unsent_publishes(worker);
         cel__flush_pending_results(worker);
         cel__canvas_flush(worker);
         cel__event_worker(worker, "worker-offline");

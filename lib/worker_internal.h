@@ -97,10 +97,11 @@ struct cel_worker {
 /* Sends a state of the task `msg` describes (its id, reply_to,
  * correlation_id, group and parent_id) to the result backend. Does nothing
  * without a backend, or with rpc when reply_to is empty. `result` and
- * `children` (NULL: []) are borrowed. */
-void cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
-                       const char *status, json_t *result,
-                       const char *traceback, json_t *children);
+ * `children` (NULL: []) are borrowed. Returns CEL_EINVAL, after logging
+ * why, when the state cannot be encoded as JSON. */
+int cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
+                      const char *status, json_t *result, const char *traceback,
+                      json_t *children);
 
 /* Stores a state whose result is JSON text already, with no traceback and
  * no children. Only the rpc backend takes it. Does nothing otherwise. */
@@ -201,9 +202,9 @@ void cel__redis_backend_free(cel_worker_t *worker);
 
 /* Writes the meta of one task state, or keeps it in order while Redis is
  * unreachable. Arguments as for cel__store_result. */
-void cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
-                      const char *status, json_t *result, const char *traceback,
-                      json_t *children);
+int cel__redis_store(cel_worker_t *worker, const cel__task_message_t *msg,
+                     const char *status, json_t *result, const char *traceback,
+                     json_t *children);
 
 /* Called on every pass of the main loop: reconnects with a backoff (0.1 s
  * doubling to 5 s) and writes the kept results in slices, so the loop is
@@ -277,6 +278,9 @@ void cel__canvas_drop_unsent(cel_worker_t *worker, bool drop);
 
 /* Publishes follow-up messages kept while the broker was away. */
 void cel__canvas_flush(cel_worker_t *worker);
+
+/* Returns how many follow-up messages wait for the broker. */
+size_t cel__canvas_pending(const cel_worker_t *worker);
 void cel__canvas_free(cel_worker_t *worker);
 
 #endif

@@ -1266,3 +1266,9 @@ size_t cel__json_format_integer(char *buf, json_int_t value)
     buf[len] = '\0';
     return len;
 }
+
+size_t cel__utf8_sequence_length(const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    return utf8_sequence_length(p, p + len);
+}

@@ -273,6 +273,11 @@ int cel__json_parse(const char *text, size_t len, int max_depth, json_t **out,
  */
 char *cel__json_dump(json_t *value, size_t *len);
 
+/* Returns the length of the valid UTF-8 sequence of a character of 0x80
+ * or above at the start of `text` (2 to 4), or 0 when it is not valid
+ * UTF-8 (a stray, overlong or cut sequence, or a surrogate). */
+size_t cel__utf8_sequence_length(const char *text, size_t len);
+
 /* Writes `value` in decimal and a NUL into `buf` (22 bytes or more), as
  * the dump writes integers, and faster than snprintf. Returns the length. */
 size_t cel__json_format_integer(char *buf, json_int_t value);

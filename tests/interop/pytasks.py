@@ -86,6 +86,12 @@ def echo(value):
     return value
 
 
+@app.task(name="tasks.unencodable")
+def unencodable():
+    # A set is not JSON, so kombu's serializer raises EncodeError.
+    return {"ok"}
+
+
 @app.task(name="tasks.sleep")
 def sleep(seconds):
     time.sleep(seconds)

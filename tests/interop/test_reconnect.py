@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +119,29 @@ def test_burst_across_drop_loses_no_result(client, worker):
     wait_for_new_connection(worker, old_ports)
     values = client.ResultSet(results).get(timeout=RECONNECT_TIMEOUT)
     assert values == [i + 1 for i in range(400)]
+
+
+def test_warm_shutdown_after_drop_sends_results(client, worker_kind, broker):
+    process = make_worker(worker_kind, "test_reconnect_shutdown", pool_args=POOL_ARGS,
+                          new_session=True)
+    start_worker(process)
+    try:
+        results = [client.send_task("tasks.sleep", args=[1.5], queue=process.queue)
+                   for _ in range(2)]
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while process.log_text().count("tasks.sleep[") < 2:
+            assert time.monotonic() < deadline, "the worker never received both tasks"
+            time.sleep(0.05)
+        drop_connections(process)
+        # SIGTERM while the worker waits to reconnect: the running tasks
+        # finish, and their results still reach the client.
+        stopping = threading.Thread(target=process.stop)
+        stopping.start()
+        assert client.ResultSet(results).get(timeout=RECONNECT_TIMEOUT) == [None, None]
+        stopping.join(timeout=RECONNECT_TIMEOUT)
+        assert process.exit_code == 0
+    finally:
+        stop_worker(process)
 
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from support import RESULT_TIMEOUT, publish_task_v2
 
 
@@ -82,3 +84,30 @@ def test_result_correlation_id_is_task_id(worker, reply_queue):
     assert message.properties.get("correlation_id") == task_id
     assert message.properties.get("content_type") == "application/json"
     assert message.properties.get("delivery_mode") == 1
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_unencodable_result_fails_with_encode_error(client, worker_factory, pool):
+    worker = worker_factory(pool_args=["-c", "2", "-P", pool])
+    result = client.send_task("tasks.unencodable", queue=worker.queue)
+    with pytest.raises(Exception) as raised:
+        result.get(timeout=RESULT_TIMEOUT)
+    assert type(raised.value).__name__ == "EncodeError"
+    assert result.state == "FAILURE"
+    # The worker goes on.
+    assert client.send_task("tasks.add", args=[1, 2], queue=worker.queue).get(
+        timeout=RESULT_TIMEOUT) == 3
+
+
+@pytest.mark.python_xfail(
+    reason="Python Celery reads any number of headers; celeriac rejects a "
+    "message past celeriac_max_headers (256) and stores InvalidTaskError"
+)
+def test_too_many_headers_get_invalid_task_error(worker, reply_queue):
+    extra = {f"x-extra-{i}": i for i in range(300)}
+    task_id = publish_task_v2(worker.queue, "tasks.add", args=[1, 1],
+                              reply_to=reply_queue.name, **extra)
+    meta = reply_queue.wait_for(task_id)[-1]
+    assert meta["status"] == "FAILURE"
+    assert meta["result"]["exc_type"] == "InvalidTaskError"
+    assert "over the cap of 256" in meta["result"]["exc_message"][0]

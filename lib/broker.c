@@ -51,13 +51,11 @@ struct cel__broker {
 #define OUT_LIMIT       65536
 #define OUT_DIRECT_BODY 16384
 
-static int flush_out(cel__broker_t *broker);
-
 /* The rabbitmq-c connection, with every waiting frame sent first, so
  * frames reach the broker in the order they were written. */
 static amqp_connection_state_t conn_of(cel__broker_t *broker)
 {
-    flush_out(broker);
+    cel__broker_flush(broker);
     return broker->conn;
 }
 
@@ -777,7 +775,7 @@ static int after_write(cel__broker_t *broker, int sent)
     return CEL_EBROKER;
 }
 
-static int flush_out(cel__broker_t *broker)
+int cel__broker_flush(cel__broker_t *broker)
 {
     if (!broker->open || broker->channel_closed || broker->write_failed) {
         keep_unsent(broker);
@@ -790,15 +788,10 @@ static int flush_out(cel__broker_t *broker)
                        cel__send_all(amqp_get_sockfd(broker->conn), &part, 1));
 }
 
-int cel__broker_flush(cel__broker_t *broker)
-{
-    return flush_out(broker);
-}
-
 size_t cel__broker_take_unsent(cel__broker_t *broker, unsigned char **bytes,
                                size_t *len)
 {
-    flush_out(broker);
+    cel__broker_flush(broker);
     size_t count = broker->unsent_count;
     *bytes = broker->unsent;
     *len = broker->unsent_len;
@@ -813,7 +806,7 @@ int cel__broker_send_unsent(cel__broker_t *broker, const unsigned char *bytes,
 {
     if (len == 0)
         return CEL_OK;
-    if (flush_out(broker) != CEL_OK)
+    if (cel__broker_flush(broker) != CEL_OK)
         return CEL_EBROKER;
     /* One span covers them all, because they are whole publishes. */
     if (reserve_out(broker, len) != CEL_OK ||
@@ -821,7 +814,7 @@ int cel__broker_send_unsent(cel__broker_t *broker, const unsigned char *bytes,
         return write_status(broker, AMQP_STATUS_NO_MEMORY, "basic.publish");
     memcpy(broker->out, bytes, len);
     broker->out_len = len;
-    int status = flush_out(broker);
+    int status = cel__broker_flush(broker);
     if (status != CEL_OK) {
         /* keep_unsent counted the span as one publish. */
         broker->unsent_count += count - 1;
@@ -893,7 +886,8 @@ static int publish_in_one_write(cel__broker_t *broker,
         return write_status(broker, AMQP_STATUS_SOCKET_ERROR, "basic.publish");
     size_t bound = PUBLISH_HEAD_MAX + 8 + msg->body_len;
     if (msg->body_len <= OUT_DIRECT_BODY) {
-        if (broker->out_len + bound > OUT_LIMIT && flush_out(broker) != CEL_OK)
+        if (broker->out_len + bound > OUT_LIMIT &&
+            cel__broker_flush(broker) != CEL_OK)
             return write_status(broker, AMQP_STATUS_SOCKET_ERROR,
                                 "basic.publish");
         if (reserve_out(broker, bound) == CEL_OK &&
@@ -985,7 +979,7 @@ int cel__broker_ack(cel__broker_t *broker, uint64_t delivery_tag)
     if (broker->write_failed)
         return CEL_EBROKER;
     /* 7 bytes of frame head, 13 of basic.ack, the frame end. */
-    if (broker->out_len + 21 > OUT_LIMIT && flush_out(broker) != CEL_OK)
+    if (broker->out_len + 21 > OUT_LIMIT && cel__broker_flush(broker) != CEL_OK)
         return CEL_EBROKER;
     if (reserve_out(broker, 21) != CEL_OK)
         return write_status(broker, AMQP_STATUS_NO_MEMORY, "basic.ack");

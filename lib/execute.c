@@ -148,7 +148,7 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
         /* As Celery does when the result backend cannot serialize it. */
         json_decref(children);
         on_failure(worker, request, "EncodeError", "kombu.exceptions",
-                   UNENCODABLE_RESULT);
+                   CEL__UNENCODABLE_RESULT);
         return;
     }
     cel__canvas_chord_part(worker, msg, "SUCCESS", result);

@@ -131,7 +131,7 @@ typedef struct cel__request {
     int worker_pid;       /* the process running it, 0 until started */
     int terminate_signal; /* revoke(terminate=True) sent this signal */
     bool settled;         /* acked or rejected already */
-    /* In a prefork child, msg.headers stays NULL until the task asks for
+    /* In a prefork child, msg.headers stays NULL until the task reads
      * the headers, and this fetches them from the main process. */
     json_t *(*fetch_headers)(struct cel__request *request);
 } cel__request_t;

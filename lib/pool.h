@@ -35,10 +35,14 @@ typedef struct cel__run {
 
 void cel__run_clear(cel__run_t *run);
 
+#define CEL__TEXT_OF(value)    #value
+#define CEL__NUMBER_TEXT(name) CEL__TEXT_OF(name)
+
 /* The EncodeError message of a task whose result JSON cannot carry. */
-#define UNENCODABLE_RESULT                                                     \
+#define CEL__UNENCODABLE_RESULT                                                \
     "the task's result cannot be encoded as JSON: it has a string that is "    \
-    "not valid UTF-8 or nests deeper than 2048 levels"
+    "not valid UTF-8 or nests deeper than " CEL__NUMBER_TEXT(                  \
+        CEL__JSON_MAX_DEPTH) " levels"
 
 /* Returns the run's result as a value (borrowed; null when there is none),
  * parsing result_text the first time. */

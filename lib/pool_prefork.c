@@ -62,10 +62,14 @@ static void put_length(unsigned char head[4], size_t len)
     head[3] = (unsigned char)(len >> 24);
 }
 
-/* Sends a frame of the object of `count` members followed by `tail`. */
+/* Sends a frame of the object of `count` members followed by the
+ * `tail_count` parts of its tail (at most 4). */
 static int send_frame(int fd, const cel__json_member_t *members, size_t count,
-                      const char *tail, size_t tail_len)
+                      const struct iovec *tail, int tail_count)
 {
+    size_t tail_len = 0;
+    for (int i = 0; i < tail_count; i++)
+        tail_len += tail[i].iov_len;
     size_t len = 0;
     char *text = cel__json_dump_members(members, count, &len);
     if (text == NULL || len > UINT32_MAX - 4 - tail_len) {
@@ -75,12 +79,10 @@ static int send_frame(int fd, const cel__json_member_t *members, size_t count,
     unsigned char head[8];
     put_length(head, 4 + len + tail_len);
     put_length(head + 4, len);
-    struct iovec parts[3] = {
-        {head, sizeof head},
-        {text, len},
-        {(void *)tail, tail_len},
-    };
-    int status = cel__send_all(fd, parts, tail_len > 0 ? 3 : 2);
+    struct iovec parts[6] = {{head, sizeof head}, {text, len}};
+    for (int i = 0; i < tail_count; i++)
+        parts[2 + i] = tail[i];
+    int status = cel__send_all(fd, parts, 2 + tail_count);
     free(text);
     return status;
 }
@@ -98,7 +100,7 @@ static void format_seconds(char buf[32], double seconds)
         snprintf(buf, 32, "%.17g", seconds);
 }
 
-static uint32_t frame_length(const char *bytes)
+static uint32_t get_length(const char *bytes)
 {
     const unsigned char *b = (const unsigned char *)bytes;
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
@@ -114,7 +116,7 @@ static json_t *parse_frame(const char *bytes, size_t len, const char **tail,
     *tail_len = 0;
     if (len < 4)
         return NULL;
-    size_t object_len = frame_length(bytes);
+    size_t object_len = get_length(bytes);
     if (object_len > len - 4)
         return NULL;
     json_t *object = NULL;
@@ -173,7 +175,7 @@ static json_t *read_frame(int fd, frame_reader_t *reader, const char **tail,
     }
     if (fill_reader(fd, reader, 4) != 0)
         return NULL;
-    size_t len = frame_length(reader->buf);
+    size_t len = get_length(reader->buf);
     if (fill_reader(fd, reader, 4 + len) != 0)
         return NULL;
     const char *rest;
@@ -190,11 +192,12 @@ static json_t *read_frame(int fd, frame_reader_t *reader, const char **tail,
 /* ---- messages ----------------------------------------------------------- */
 
 /* A request travels in binary as the tail of a frame whose object is {}.
- * It holds nine texts, each a 4-byte length (NO_TEXT for NULL) and the
- * bytes, then the retries (4 bytes), redelivered (1 byte) and the soft
- * limit (a double as it is in memory, since parent and child are the same
- * program), then args and kwargs as JSON texts. Parsing a JSON object of
- * the same fields cost the child about 10000 instructions per task. */
+ * First come nine texts, each a 4-byte length (NO_TEXT for NULL) and the
+ * bytes. Then the retries (4 bytes), redelivered (1 byte) and the soft
+ * limit follow, the limit as a double in memory form, since parent and
+ * child are the same program. Last come args and kwargs as JSON texts.
+ * Parsing a JSON object of the same fields cost the child about 10000
+ * instructions per task. */
 #define NO_TEXT       UINT32_MAX
 #define REQUEST_TEXTS 9
 
@@ -230,7 +233,7 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         msg->parent_id, msg->group,        msg->eta,
         msg->expires,   request->exchange, request->routing_key,
     };
-    size_t fixed = 8 + 2 + 4 + 1 + sizeof soft + 4;
+    size_t fixed = 4 + 1 + sizeof soft + 4;
     for (int i = 0; i < REQUEST_TEXTS; i++) {
         size_t len = texts[i] ? strlen(texts[i]) : 0;
         if (len >= NO_TEXT)
@@ -242,16 +245,11 @@ static int send_request(int fd, const cel__request_t *request, double soft)
     char *args = cel__json_dump(msg->args ? msg->args : json_null(), &args_len);
     char *kwargs =
         cel__json_dump(msg->kwargs ? msg->kwargs : json_null(), &kwargs_len);
-    unsigned char *head = malloc(fixed);
+    unsigned char *fields = malloc(fixed);
     int status = -1;
-    size_t total = fixed + args_len + 4 + kwargs_len;
-    if (args != NULL && kwargs != NULL && head != NULL &&
-        total - 4 <= UINT32_MAX) {
-        request_writer_t w = {head, 0};
-        put_u32(&w, (uint32_t)(total - 4)); /* the frame's length */
-        put_u32(&w, 2);                     /* the object, {} */
-        memcpy(w.data + w.len, "{}", 2);
-        w.len += 2;
+    if (args != NULL && kwargs != NULL && fields != NULL &&
+        args_len <= UINT32_MAX && kwargs_len <= UINT32_MAX) {
+        request_writer_t w = {fields, 0};
         for (int i = 0; i < REQUEST_TEXTS; i++)
             put_text(&w, texts[i]);
         put_u32(&w, (uint32_t)msg->retries);
@@ -261,15 +259,15 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         put_u32(&w, (uint32_t)args_len);
         unsigned char kwargs_head[4];
         put_length(kwargs_head, kwargs_len);
-        struct iovec parts[4] = {
-            {head, w.len},
+        const struct iovec tail[4] = {
+            {fields, w.len},
             {args, args_len},
             {kwargs_head, sizeof kwargs_head},
             {kwargs, kwargs_len},
         };
-        status = cel__send_all(fd, parts, 4);
+        status = send_frame(fd, NULL, 0, tail, 4);
     }
-    free(head);
+    free(fields);
     free(args);
     free(kwargs);
     return status;
@@ -288,7 +286,7 @@ static uint32_t take_u32(request_reader_t *r)
         r->failed = true;
         return 0;
     }
-    uint32_t value = frame_length((const char *)r->pos);
+    uint32_t value = get_length((const char *)r->pos);
     r->pos += 4;
     return value;
 }
@@ -412,15 +410,16 @@ static int send_run(int fd, const cel__run_t *run)
             .kind = CEL__RUN_FAILURE,
             .exc_type = "EncodeError",
             .exc_module = "kombu.exceptions",
-            .exc_message = UNENCODABLE_RESULT,
+            .exc_message = CEL__UNENCODABLE_RESULT,
             .runtime = run->runtime,
         };
         return send_run(fd, &failed);
     }
     if (result == NULL)
         return -1;
-    int status = send_frame(fd, members, sizeof members / sizeof members[0],
-                            result, result_len);
+    const struct iovec tail = {result, result_len};
+    int status =
+        send_frame(fd, members, sizeof members / sizeof members[0], &tail, 1);
     free(result);
     return status;
 }
@@ -682,7 +681,7 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         break;
     }
     while (child->len >= 4) {
-        uint32_t len = frame_length(child->buf);
+        uint32_t len = get_length(child->buf);
         if (child->len < 4 + (size_t)len)
             break;
         const char *tail;

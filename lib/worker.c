@@ -577,17 +577,23 @@ static void keep_unsent_publishes(cel_worker_t *worker)
         free(bytes);
         return;
     }
-    unsigned char *grown = realloc(worker->unsent, worker->unsent_len + len);
-    if (grown == NULL) {
-        cel__log(worker->app, CEL_LOG_ERROR,
-                 "Dropping %zu results the broker did not get: out of memory",
-                 count);
+    if (worker->unsent == NULL) {
+        worker->unsent = bytes;
+    } else {
+        unsigned char *grown =
+            realloc(worker->unsent, worker->unsent_len + len);
+        if (grown == NULL) {
+            cel__log(worker->app, CEL_LOG_ERROR,
+                     "Dropping %zu results the broker did not get: out of "
+                     "memory",
+                     count);
+            free(bytes);
+            return;
+        }
+        memcpy(grown + worker->unsent_len, bytes, len);
         free(bytes);
-        return;
+        worker->unsent = grown;
     }
-    memcpy(grown + worker->unsent_len, bytes, len);
-    free(bytes);
-    worker->unsent = grown;
     worker->unsent_len += len;
     worker->unsent_count += count;
     cel__log(worker->app, CEL_LOG_WARNING,
@@ -612,6 +618,15 @@ static void send_unsent_publishes(cel_worker_t *worker)
     if (status == CEL_OK)
         cel__log(worker->app, CEL_LOG_INFO,
                  "Sent %zu messages kept while the broker was away", count);
+}
+
+/* Sends, on a new connection, what earlier ones could not: unsent
+ * publishes first, then the kept results and follow-ups, in that order. */
+static void send_kept(cel_worker_t *worker)
+{
+    send_unsent_publishes(worker);
+    cel__flush_pending_results(worker);
+    cel__canvas_flush(worker);
 }
 
 static void close_session(cel_worker_t *worker)
@@ -652,16 +667,15 @@ void cel__settle_duplicate(cel_worker_t *worker, const char *task_id,
  * broker closed the channel or the connection. */
 static int handle_other_frame(cel_worker_t *worker,
                               amqp_connection_state_t conn,
-                              const amqp_frame_t *received)
+                              const amqp_frame_t *frame)
 {
-    amqp_frame_t frame = *received;
-    if (frame.frame_type != AMQP_FRAME_METHOD)
+    if (frame->frame_type != AMQP_FRAME_METHOD)
         return CEL_OK;
-    switch (frame.payload.method.id) {
+    switch (frame->payload.method.id) {
     case AMQP_BASIC_RETURN_METHOD: {
         amqp_message_t message;
         amqp_rpc_reply_t reply =
-            amqp_read_message(conn, frame.channel, &message, 0);
+            amqp_read_message(conn, frame->channel, &message, 0);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL)
             return CEL_EBROKER;
         amqp_destroy_message(&message);
@@ -676,7 +690,7 @@ static int handle_other_frame(cel_worker_t *worker,
             "is deleted");
         return CEL_EBROKER;
     case AMQP_CHANNEL_CLOSE_METHOD: {
-        amqp_channel_close_t *close = frame.payload.method.decoded;
+        amqp_channel_close_t *close = frame->payload.method.decoded;
         cel__set_error(worker->last_error, "broker closed the channel: %u %.*s",
                        close->reply_code, (int)close->reply_text.len,
                        (const char *)close->reply_text.bytes);
@@ -690,7 +704,7 @@ static int handle_other_frame(cel_worker_t *worker,
         return CEL_EBROKER;
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
-        amqp_connection_close_t *close = frame.payload.method.decoded;
+        amqp_connection_close_t *close = frame->payload.method.decoded;
         cel__set_error(worker->last_error,
                        "broker closed the connection: %u %.*s",
                        close->reply_code, (int)close->reply_text.len,
@@ -841,10 +855,9 @@ static int read_delivery(amqp_connection_state_t conn,
     return AMQP_STATUS_OK;
 }
 
-static int broker_lost(cel_worker_t *worker, int rc)
+static int broker_lost(cel_worker_t *worker, const char *reason)
 {
-    cel__set_error(worker->last_error, "connection to broker lost: %s",
-                   amqp_error_string2(rc));
+    cel__set_error(worker->last_error, "connection to broker lost: %s", reason);
     cel__broker_closed_by_peer(worker->broker, 0);
     return CEL_EBROKER;
 }
@@ -854,12 +867,8 @@ static int broker_lost(cel_worker_t *worker, int rc)
  * channel is gone. */
 static int read_broker(cel_worker_t *worker)
 {
-    if (cel__broker_flush(worker->broker) != CEL_OK) {
-        cel__set_error(worker->last_error, "connection to broker lost: %s",
-                       cel__broker_error(worker->broker));
-        cel__broker_closed_by_peer(worker->broker, 0);
-        return CEL_EBROKER;
-    }
+    if (cel__broker_flush(worker->broker) != CEL_OK)
+        return broker_lost(worker, cel__broker_error(worker->broker));
     amqp_connection_state_t conn = cel__broker_connection(worker->broker);
     for (int i = 0; i < FRAMES_PER_PASS; i++) {
         struct timeval zero = {0, 0};
@@ -869,7 +878,7 @@ static int read_broker(cel_worker_t *worker)
         if (rc == AMQP_STATUS_TIMEOUT)
             return CEL_OK;
         if (rc != AMQP_STATUS_OK)
-            return broker_lost(worker, rc);
+            return broker_lost(worker, amqp_error_string2(rc));
         if (frame.frame_type != AMQP_FRAME_METHOD ||
             frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD) {
             if (handle_other_frame(worker, conn, &frame) != CEL_OK)
@@ -881,7 +890,7 @@ static int read_broker(cel_worker_t *worker)
         rc = read_delivery(conn, &frame, &envelope, &joined);
         if (rc != AMQP_STATUS_OK) {
             free(joined);
-            return broker_lost(worker, rc);
+            return broker_lost(worker, amqp_error_string2(rc));
         }
         if (envelope.channel == CEL__CONTROL_CHANNEL)
             cel__control_handle(worker, &envelope);
@@ -982,14 +991,11 @@ static void warm_shutdown(cel_worker_t *worker)
     if (worker->broker == NULL)
         connect_to_send_kept(worker);
     if (worker->broker != NULL) {
-        send_unsent_publishes(worker);
-        cel__flush_pending_results(worker);
-        cel__canvas_flush(worker);
+        send_kept(worker);
         cel__event_worker(worker, "worker-offline");
     }
     cel__redis_backend_drain(worker);
-    if (worker->broker != NULL)
-        keep_unsent_publishes(worker);
+    keep_unsent_publishes(worker);
     if (worker->pending_count + worker->unsent_count > 0)
         cel__log(worker->app, CEL_LOG_ERROR,
                  "Exiting with %zu results that could not be sent",
@@ -1215,9 +1221,7 @@ int cel_worker_run(cel_worker_t *worker)
                 cel__log(worker->app, CEL_LOG_INFO,
                          "Reconnected to the broker");
             announced = true;
-            send_unsent_publishes(worker);
-            cel__flush_pending_results(worker);
-            cel__canvas_flush(worker);
+            send_kept(worker);
             cel__event_worker(worker, "worker-online");
             status = consume_loop(worker);
             if (status == CEL_OK)

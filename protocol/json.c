@@ -913,8 +913,8 @@ static bool writer_grow(writer_t *w, size_t extra)
     if (extra > SIZE_MAX / 2 - w->len)
         return false;
     size_t needed = w->len + extra + 1;
-    /* 1 KiB holds a prefork request frame or an rpc result of a small task
-     * without a second allocation. */
+    /* 1 KiB is room for the pool frames or the rpc result of a small task,
+     * so they need no second allocation. */
     size_t cap = w->cap ? w->cap * 2 : 1024;
     if (cap < needed)
         cap = needed;

@@ -1,6 +1,7 @@
 /* celeriac: the worker command. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,8 +263,18 @@ out:
     return exit_code;
 }
 
+/* Serves blocks up to 4 MiB from the heap and keeps up to 4 MiB of it free,
+ * so tasks with large payloads reuse pages where glibc would map fresh,
+ * zeroed ones (about a fifth of the worker's CPU with 1 MiB payloads). */
+static void reuse_large_blocks(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+}
+
 int main(int argc, char **argv)
 {
+    reuse_large_blocks();
     cel__json_cache_allocations();
     if (argc >= 2 && strcmp(argv[1], "worker") == 0)
         return run_worker(argc - 1, argv + 1);

@@ -11,8 +11,10 @@
  * dropped, so a long outage cannot exhaust memory. */
 #define PENDING_RESULTS_MAX 100000
 
-static int publish_result(cel_worker_t *worker, const char *reply_to,
-                          const char *correlation_id, const char *body)
+/* Publishes an rpc result body given in `count` parts. */
+static int publish_result_parts(cel_worker_t *worker, const char *reply_to,
+                                const char *correlation_id,
+                                const struct iovec *parts, int count)
 {
     cel__publish_t msg = {
         .exchange = "",
@@ -20,10 +22,17 @@ static int publish_result(cel_worker_t *worker, const char *reply_to,
         .correlation_id = correlation_id,
         .delivery_mode = worker->app->settings.result_persistent ? 2 : 1,
         .priority = 0,
-        .body = body,
-        .body_len = strlen(body),
+        .body_parts = parts,
+        .body_part_count = count,
     };
     return cel__broker_publish(worker->broker, &msg);
+}
+
+static int publish_result(cel_worker_t *worker, const char *reply_to,
+                          const char *correlation_id, char *body)
+{
+    const struct iovec whole = {body, strlen(body)};
+    return publish_result_parts(worker, reply_to, correlation_id, &whole, 1);
 }
 
 void cel__pending_free(cel__pending_result_t *item)
@@ -147,11 +156,32 @@ int cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
 
 void cel__store_result_text(cel_worker_t *worker,
                             const cel__task_message_t *msg, const char *status,
-                            const char *result_text)
+                            const char *result_text, size_t result_len)
 {
     if (worker->backend != CEL__BACKEND_RPC || msg->id == NULL ||
         msg->reply_to == NULL || msg->reply_to[0] == '\0')
         return;
+    /* While the broker is connected and no older result waits, the body
+     * goes out in pieces around the result text, so the text is not
+     * copied. */
+    size_t head_len = 0;
+    char *head = worker->broker != NULL && worker->pending_head == NULL
+                     ? cel__result_rpc_text_head(msg->id, status, &head_len)
+                     : NULL;
+    if (head != NULL) {
+        const struct iovec parts[] = {
+            {head, head_len},
+            {(void *)result_text, result_len},
+            {CEL__RPC_TEXT_BODY_END, strlen(CEL__RPC_TEXT_BODY_END)},
+        };
+        const char *correlation =
+            msg->correlation_id ? msg->correlation_id : msg->id;
+        int sent =
+            publish_result_parts(worker, msg->reply_to, correlation, parts, 3);
+        free(head);
+        if (sent == CEL_OK)
+            return;
+    }
     (void)store_rpc_body(
         worker, msg, status,
         cel__result_encode_rpc_text(msg->id, status, result_text));

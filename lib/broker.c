@@ -545,9 +545,6 @@ static int write_status(cel__broker_t *broker, int rc, const char *what)
     return CEL_EBROKER;
 }
 
-/* Declares the exchanges and the node's pidbox queue of Celery's remote
- * control and event entities, and consumes the pidbox on its own channel
- * without acks, as kombu's Mailbox does. */
 /* Declares a pidbox queue as kombu's Mailbox does (auto-delete, with
  * control_queue_expires 10 s and control_queue_ttl 300 s in ms), binds it
  * to `exchange` by `routing_key` and consumes it without acks. */
@@ -823,7 +820,8 @@ int cel__broker_send_unsent(cel__broker_t *broker, const unsigned char *bytes,
 }
 
 /* Writes the method and header frames of a publish without headers. */
-static void put_publish_head(frame_writer_t *w, const cel__publish_t *msg)
+static void put_publish_head(frame_writer_t *w, const cel__publish_t *msg,
+                             size_t body_len)
 {
     size_t start = begin_frame(w, AMQP_FRAME_METHOD);
     put_u16(w, 60); /* basic */
@@ -848,7 +846,7 @@ static void put_publish_head(frame_writer_t *w, const cel__publish_t *msg)
     start = begin_frame(w, AMQP_FRAME_HEADER);
     put_u16(w, 60); /* basic */
     put_u16(w, 0);  /* weight */
-    put_u64(w, msg->body_len);
+    put_u64(w, body_len);
     put_u16(w, flags);
     /* Properties follow in the order of their flag bits. */
     put_short_string(w, "application/json", 16);
@@ -865,18 +863,118 @@ static void put_publish_head(frame_writer_t *w, const cel__publish_t *msg)
     end_frame(w, start);
 }
 
-/* Writes the frames of a publish without headers whose body fits one
- * frame, with the same bytes as rabbitmq-c, which sends each of the three
- * frames with its own send. A small publish waits in the write buffer, and
- * a larger one is sent at once after the waiting frames, in one sendmsg.
- * Returns 1 when the publish does not qualify, so the caller publishes
- * through rabbitmq-c. */
-static int publish_in_one_write(cel__broker_t *broker,
-                                const cel__publish_t *msg)
+/* The most body frames one sendmsg of a direct publish carries, and the
+ * iovecs they need: a mark per frame, the body pieces, the buffered frames,
+ * the publish head and the last frame end. */
+#define SEND_FRAMES 32
+#define SEND_IOVECS (2 * SEND_FRAMES + CEL__PUBLISH_PARTS_MAX + 3)
+
+/* Copies a publish of a small body into the write buffer as its three
+ * frames. Returns false when memory ran out, leaving the buffer as it was. */
+static bool buffer_publish(cel__broker_t *broker, const cel__publish_t *msg,
+                           const struct iovec *parts, int part_count,
+                           size_t body_len)
+{
+    size_t bound = PUBLISH_HEAD_MAX + 8 + body_len;
+    if (reserve_out(broker, bound) != CEL_OK ||
+        add_span(broker, broker->out_len, broker->out_len) != CEL_OK)
+        return false;
+    frame_writer_t w = {broker->out, broker->out_len};
+    put_publish_head(&w, msg, body_len);
+    put_u8(&w, AMQP_FRAME_BODY);
+    put_u16(&w, CHANNEL);
+    put_u32(&w, (uint32_t)body_len);
+    for (int i = 0; i < part_count; i++) {
+        memcpy(w.data + w.len, parts[i].iov_base, parts[i].iov_len);
+        w.len += parts[i].iov_len;
+    }
+    put_u8(&w, FRAME_END);
+    broker->out_len = w.len;
+    broker->spans[broker->span_len - 1] = w.len;
+    return true;
+}
+
+/* Sends the buffered frames and then a publish at once, the body frames
+ * pointing into the body parts, so the body is never copied. Returns 0, or
+ * -1 when a write failed. */
+static int send_publish(cel__broker_t *broker, const cel__publish_t *msg,
+                        const struct iovec *parts, size_t body_len,
+                        size_t frame_body_max)
+{
+    int fd = amqp_get_sockfd(broker->conn);
+    unsigned char head[PUBLISH_HEAD_MAX];
+    frame_writer_t w = {head, 0};
+    put_publish_head(&w, msg, body_len);
+    /* Each mark ends the frame before (except the first) and starts the
+     * next body frame. */
+    unsigned char marks[SEND_FRAMES][8];
+    struct iovec iov[SEND_IOVECS];
+    int count = 0;
+    int marks_used = 0;
+    if (broker->out_len > 0)
+        iov[count++] = (struct iovec){broker->out, broker->out_len};
+    iov[count++] = (struct iovec){head, w.len};
+
+    size_t left = body_len;
+    size_t offset = 0; /* into *parts */
+    bool first = true;
+    while (left > 0) {
+        size_t frame_len = left < frame_body_max ? left : frame_body_max;
+        frame_writer_t mark = {marks[marks_used++], 0};
+        if (!first)
+            put_u8(&mark, FRAME_END);
+        put_u8(&mark, AMQP_FRAME_BODY);
+        put_u16(&mark, CHANNEL);
+        put_u32(&mark, (uint32_t)frame_len);
+        iov[count++] = (struct iovec){mark.data, mark.len};
+        left -= frame_len;
+        first = false;
+        while (frame_len > 0) {
+            size_t piece = parts->iov_len - offset;
+            if (piece > frame_len)
+                piece = frame_len;
+            iov[count++] =
+                (struct iovec){(char *)parts->iov_base + offset, piece};
+            offset += piece;
+            frame_len -= piece;
+            if (offset == parts->iov_len) {
+                parts++;
+                offset = 0;
+            }
+        }
+        /* Room for one more frame: its mark, its pieces and the end. */
+        bool full = marks_used == SEND_FRAMES ||
+                    count + 2 + CEL__PUBLISH_PARTS_MAX + 1 > SEND_IOVECS;
+        if (left > 0 && full) {
+            int sent = cel__send_all(fd, iov, count);
+            /* What was buffered is out, so a later failure keeps none of
+             * it twice. */
+            after_write(broker, sent);
+            if (sent != 0)
+                return -1;
+            count = 0;
+            marks_used = 0;
+        }
+    }
+    unsigned char end = FRAME_END;
+    iov[count++] = (struct iovec){&end, 1};
+    int sent = cel__send_all(fd, iov, count);
+    after_write(broker, sent);
+    return sent;
+}
+
+/* Writes a publish without headers in our own frames, with the bytes
+ * rabbitmq-c would send. A small publish waits in the write buffer, and a
+ * larger one goes out at once after the waiting frames, in as few sendmsg
+ * calls as its frames need. Returns 1 when the publish does not qualify,
+ * so the caller publishes through rabbitmq-c. */
+static int publish_direct(cel__broker_t *broker, const cel__publish_t *msg,
+                          const struct iovec *parts, int part_count,
+                          size_t body_len)
 {
     size_t frame_max = (size_t)amqp_get_frame_max(broker->conn);
-    if (msg->headers != NULL || msg->body_len == 0 || frame_max < 4096 ||
-        msg->body_len > frame_max - 8 || !short_string_fits(msg->exchange) ||
+    if (msg->headers != NULL || body_len == 0 || frame_max < 4096 ||
+        !short_string_fits(msg->exchange) ||
         !short_string_fits(msg->routing_key) ||
         !short_string_fits(msg->correlation_id) ||
         !short_string_fits(msg->reply_to) ||
@@ -884,53 +982,52 @@ static int publish_in_one_write(cel__broker_t *broker,
         return 1;
     if (broker->write_failed || !broker->open || broker->channel_closed)
         return write_status(broker, AMQP_STATUS_SOCKET_ERROR, "basic.publish");
-    size_t bound = PUBLISH_HEAD_MAX + 8 + msg->body_len;
-    if (msg->body_len <= OUT_DIRECT_BODY) {
-        if (broker->out_len + bound > OUT_LIMIT &&
+    if (body_len <= OUT_DIRECT_BODY) {
+        if (broker->out_len + PUBLISH_HEAD_MAX + 8 + body_len > OUT_LIMIT &&
             cel__broker_flush(broker) != CEL_OK)
             return write_status(broker, AMQP_STATUS_SOCKET_ERROR,
                                 "basic.publish");
-        if (reserve_out(broker, bound) == CEL_OK &&
-            add_span(broker, broker->out_len, broker->out_len) == CEL_OK) {
-            frame_writer_t w = {broker->out, broker->out_len};
-            put_publish_head(&w, msg);
-            put_u8(&w, AMQP_FRAME_BODY);
-            put_u16(&w, CHANNEL);
-            put_u32(&w, (uint32_t)msg->body_len);
-            memcpy(w.data + w.len, msg->body, msg->body_len);
-            w.len += msg->body_len;
-            put_u8(&w, FRAME_END);
-            broker->out_len = w.len;
-            broker->spans[broker->span_len - 1] = w.len;
+        if (buffer_publish(broker, msg, parts, part_count, body_len))
             return CEL_OK;
-        }
     }
-    unsigned char head[PUBLISH_HEAD_MAX + 7];
-    frame_writer_t w = {head, 0};
-    put_publish_head(&w, msg);
-    put_u8(&w, AMQP_FRAME_BODY);
-    put_u16(&w, CHANNEL);
-    put_u32(&w, (uint32_t)msg->body_len);
-    unsigned char end = FRAME_END;
-    struct iovec parts[4] = {
-        {broker->out, broker->out_len},
-        {head, w.len},
-        {(void *)msg->body, msg->body_len},
-        {&end, 1},
-    };
-    int sent = cel__send_all(amqp_get_sockfd(broker->conn),
-                             parts + (broker->out_len == 0),
-                             4 - (broker->out_len == 0));
-    if (after_write(broker, sent) != CEL_OK)
+    /* A body frame carries frame_max less its 7-byte head and end byte. */
+    if (send_publish(broker, msg, parts, body_len, frame_max - 8) != 0)
         return write_status(broker, AMQP_STATUS_SOCKET_ERROR, "basic.publish");
     return CEL_OK;
 }
 
+/* Joins body parts into one malloc'd buffer, for rabbitmq-c. */
+static void *join_parts(const struct iovec *parts, int part_count,
+                        size_t body_len)
+{
+    char *joined = malloc(body_len ? body_len : 1);
+    size_t at = 0;
+    for (int i = 0; joined != NULL && i < part_count; i++) {
+        memcpy(joined + at, parts[i].iov_base, parts[i].iov_len);
+        at += parts[i].iov_len;
+    }
+    return joined;
+}
+
 int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)
 {
-    int fast = publish_in_one_write(broker, msg);
-    if (fast != 1)
-        return fast;
+    struct iovec whole = {(void *)msg->body, msg->body_len};
+    const struct iovec *parts = &whole;
+    int part_count = 1;
+    size_t body_len = msg->body_len;
+    if (msg->body_parts != NULL) {
+        if (msg->body_part_count > CEL__PUBLISH_PARTS_MAX)
+            return write_status(broker, AMQP_STATUS_INVALID_PARAMETER,
+                                "basic.publish");
+        parts = msg->body_parts;
+        part_count = msg->body_part_count;
+        body_len = 0;
+        for (int i = 0; i < part_count; i++)
+            body_len += parts[i].iov_len;
+    }
+    int direct = publish_direct(broker, msg, parts, part_count, body_len);
+    if (direct != 1)
+        return direct;
     amqp_basic_properties_t props;
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
@@ -963,13 +1060,21 @@ int cel__broker_publish(cel__broker_t *broker, const cel__publish_t *msg)
         props._flags |= AMQP_BASIC_HEADERS_FLAG;
         status = cel__json_to_table(msg->headers, &pool, &props.headers);
     }
+    void *joined = NULL;
+    if (status == CEL_OK && msg->body_parts != NULL) {
+        joined = join_parts(parts, part_count, body_len);
+        if (joined == NULL)
+            status =
+                write_status(broker, AMQP_STATUS_NO_MEMORY, "basic.publish");
+    }
     if (status == CEL_OK) {
-        amqp_bytes_t body = {msg->body_len, (void *)msg->body};
+        amqp_bytes_t body = {body_len, joined ? joined : (void *)msg->body};
         int rc = amqp_basic_publish(
             conn_of(broker), CHANNEL, amqp_cstring_bytes(msg->exchange),
             amqp_cstring_bytes(msg->routing_key), 0, 0, &props, body);
         status = write_status(broker, rc, "basic.publish");
     }
+    free(joined);
     empty_amqp_pool(&pool);
     return status;
 }

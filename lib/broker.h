@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "internal.h"
 
@@ -23,7 +24,13 @@ typedef struct cel__publish {
     json_t *headers;   /* borrowed object or NULL */
     const void *body;
     size_t body_len;
+    /* When set, the body is these parts one after another (at most
+     * CEL__PUBLISH_PARTS_MAX), and body and body_len are not read. */
+    const struct iovec *body_parts;
+    int body_part_count;
 } cel__publish_t;
+
+#define CEL__PUBLISH_PARTS_MAX 8
 
 /*
  * Connects to an amqp:// URL (user, password and vhost percent-decoded,

@@ -103,7 +103,7 @@ static void on_failure(cel_worker_t *worker, const cel__request_t *request,
 json_t *cel__run_result(cel__run_t *run)
 {
     if (run->result == NULL && run->result_text != NULL)
-        cel__json_parse(run->result_text, strlen(run->result_text),
+        cel__json_parse(run->result_text, run->result_text_len,
                         CEL__JSON_MAX_DEPTH, &run->result, NULL, 0);
     if (run->result == NULL)
         run->result = json_null();
@@ -123,7 +123,8 @@ static void on_success(cel_worker_t *worker, const cel__request_t *request,
         !log_info && !worker->task_events &&
         worker->backend == CEL__BACKEND_RPC) {
         if (!ignores_result(worker, request))
-            cel__store_result_text(worker, msg, "SUCCESS", run->result_text);
+            cel__store_result_text(worker, msg, "SUCCESS", run->result_text,
+                                   run->result_text_len);
         return;
     }
     json_t *result = cel__run_result(run);

@@ -23,6 +23,7 @@ typedef struct cel__run {
     /* A prefork child's result as JSON text, parsed only when a value is
      * needed. Until then result is NULL. */
     char *result_text;
+    size_t result_text_len;
     char *exc_type;
     char *exc_module;
     char *exc_message;

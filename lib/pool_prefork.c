@@ -709,6 +709,7 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         if (reply != NULL) {
             decode_run(reply, &run);
             run.result_text = result_text;
+            run.result_text_len = result_text ? tail_len : 0;
             json_decref(reply);
         } else {
             child_failure(&run, "the pool process sent an unreadable result");

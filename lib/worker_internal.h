@@ -107,7 +107,7 @@ int cel__store_result(cel_worker_t *worker, const cel__task_message_t *msg,
  * no children. Only the rpc backend takes it. Does nothing otherwise. */
 void cel__store_result_text(cel_worker_t *worker,
                             const cel__task_message_t *msg, const char *status,
-                            const char *result_text);
+                            const char *result_text, size_t result_len);
 
 /* Stores an exception state (FAILURE, REVOKED, RETRY) built from parts. */
 void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,

@@ -178,6 +178,13 @@ char *cel__result_encode_rpc(const char *task_id, const char *status,
 char *cel__result_encode_rpc_text(const char *task_id, const char *status,
                                   const char *result_text);
 
+/* The same body in pieces, so a long result text is sent without a copy:
+ * the returned head (malloc'd, its length in *len, NULL when memory ran
+ * out), the result text, then CEL__RPC_TEXT_BODY_END. */
+char *cel__result_rpc_text_head(const char *task_id, const char *status,
+                                size_t *len);
+#define CEL__RPC_TEXT_BODY_END ",\"traceback\":null,\"children\":[]}"
+
 /* True for Celery's READY_STATES: SUCCESS, FAILURE and REVOKED. */
 bool cel__result_state_is_ready(const char *status);
 

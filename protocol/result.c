@@ -61,6 +61,20 @@ char *cel__result_encode_rpc_text(const char *task_id, const char *status,
     return encode_rpc(task_id, status, NULL, result_text, NULL, NULL);
 }
 
+char *cel__result_rpc_text_head(const char *task_id, const char *status,
+                                size_t *len)
+{
+    /* The body with a one-character result, "...,"result":0,...}", cut
+     * right after "result":. */
+    char *whole = encode_rpc(task_id, status, NULL, "0", NULL, NULL);
+    if (whole == NULL)
+        return NULL;
+    size_t head_len = strlen(whole) - (1 + strlen(CEL__RPC_TEXT_BODY_END));
+    whole[head_len] = '\0';
+    *len = head_len;
+    return whole;
+}
+
 bool cel__result_state_is_ready(const char *status)
 {
     return status != NULL &&

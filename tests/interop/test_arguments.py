@@ -177,6 +177,31 @@ def test_echo_two_megabyte_string(client, worker):
     assert returned == value
 
 
+# RabbitMQ's default frame_max; a body frame carries 8 bytes less.
+FRAME_BODY_MAX = 131072 - 8
+# celeriac's compact rpc body around a result: {"task_id":"<36>",...,"result":
+# then the result, then ,"traceback":null,"children":[]}.
+RPC_BODY_AROUND = len('{"task_id":"","status":"SUCCESS","result":') + 36 + len(
+    ',"traceback":null,"children":[]}'
+)
+# Result bodies of these lengths end right at, just before or just after a
+# body frame's end, and at the size up to which results wait in the write
+# buffer (16 KiB).
+BOUNDARY_BODY_LENGTHS = [16384, 16385, FRAME_BODY_MAX - 1, FRAME_BODY_MAX, FRAME_BODY_MAX + 1,
+                         2 * FRAME_BODY_MAX, 3 * FRAME_BODY_MAX + 1]
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_echo_results_at_frame_boundaries(client, worker_factory, pool):
+    worker = worker_factory(pool_args=["-c", "2", "-P", pool])
+    for body_length in BOUNDARY_BODY_LENGTHS:
+        # The result is a JSON string: the characters and two quotes.
+        value = "x" * (body_length - RPC_BODY_AROUND - 2)
+        returned = run_task(client, worker, "tasks.echo", args=[value], timeout=30)
+        assert len(returned) == len(value), f"body of {body_length} bytes"
+        assert returned == value, f"body of {body_length} bytes"
+
+
 def test_echo_two_megabyte_list(client, worker):
     value = list(range(300000))
     returned = run_task(client, worker, "tasks.echo", args=[value], timeout=30)

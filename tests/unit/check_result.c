@@ -1,6 +1,7 @@
 /* Result bodies, exception dicts and tracebacks as Celery's backends store
  * them. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,28 @@ START_TEST(test_rpc_body_has_exactly_five_keys)
     free(text);
     json_decref(children);
     json_decref(result);
+}
+END_TEST
+
+START_TEST(test_rpc_text_head_and_end_make_the_whole_body)
+{
+    const char *result_text = "{\"sum\":[1,\"two\"]}";
+    char *whole =
+        cel__result_encode_rpc_text("id-\"quoted\"", "SUCCESS", result_text);
+    size_t head_len = 0;
+    char *head =
+        cel__result_rpc_text_head("id-\"quoted\"", "SUCCESS", &head_len);
+    ck_assert_ptr_nonnull(whole);
+    ck_assert_ptr_nonnull(head);
+    ck_assert_uint_eq(head_len, strlen(head));
+
+    char joined[256];
+    snprintf(joined, sizeof joined, "%s%s%s", head, result_text,
+             CEL__RPC_TEXT_BODY_END);
+    ck_assert_str_eq(joined, whole);
+
+    free(head);
+    free(whole);
 }
 END_TEST
 
@@ -394,6 +417,7 @@ static Suite *result_suite(void)
     tcase_add_test(rpc, test_rpc_body_has_exactly_five_keys);
     tcase_add_test(rpc, test_rpc_body_null_result_is_json_null);
     tcase_add_test(rpc, test_rpc_body_borrows_result_and_children);
+    tcase_add_test(rpc, test_rpc_text_head_and_end_make_the_whole_body);
     tcase_add_test(rpc, test_rpc_failure_body_carries_exception_and_traceback);
     suite_add_tcase(suite, rpc);
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -488,6 +489,10 @@ static void child_main(prefork_pool_t *pool, int fd)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != pool->parent_pid)
         _exit(0);
+    /* A child woken by a request does not preempt the main process, which
+     * goes on reading and flushing until it waits for input. */
+    const struct sched_param batch = {.sched_priority = 0};
+    sched_setscheduler(0, SCHED_BATCH, &batch);
     child_fd = fd;
     for (;;) {
         const char *job = NULL;

@@ -15,7 +15,15 @@
  * Celery's rpc:// result consumer needs to match it to AsyncResult.get().
  * That gives the round-trip latency of the client and the broker alone.
  *
+ * With -n COUNT it is the benchmark's result counter instead. It consumes
+ * QUEUE without acks and without replying. It prints "first SECONDS" on
+ * stdout at the first message, and "done COUNT SECONDS" after COUNT
+ * messages or at a stop request. SECONDS is the CLOCK_MONOTONIC time (the
+ * clock of Python's time.monotonic) of the first or the last message.
+ * After "done" it waits for SIGTERM, so its CPU time can still be read.
+ *
  * Usage: ceiling [-h HOST] [-p PORT] [-q QUEUE] [-P PREFETCH] [-i] [-C]
+ *                [-n COUNT]
  */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -27,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHANNEL 1
@@ -53,6 +62,7 @@ struct options {
     int prefetch;
     bool reply_with_task_id;
     bool per_consumer_qos;
+    int count; /* -n: messages to count; 0 replies and acks instead */
 };
 
 static void request_stop(int signal_number)
@@ -65,7 +75,7 @@ static void print_usage(FILE *stream)
 {
     fprintf(stream,
             "usage: ceiling [-h HOST] [-p PORT] [-q QUEUE] [-P PREFETCH] "
-            "[-i] [-C]\n"
+            "[-i] [-C] [-n COUNT]\n"
             "\n"
             "Consumes QUEUE (default: celery) on HOST:PORT (default: "
             "127.0.0.1:5672)\n"
@@ -77,7 +87,11 @@ static void print_usage(FILE *stream)
             "-i puts the message's correlation_id into the reply as "
             "task_id.\n"
             "-C sets the prefetch per consumer (basic.qos global=false) "
-            "instead.\n");
+            "instead.\n"
+            "-n COUNT only counts COUNT messages, consumed without acks, and "
+            "prints\n"
+            "\"first SECONDS\" and \"done COUNT SECONDS\" (CLOCK_MONOTONIC) "
+            "on stdout.\n");
 }
 
 /* Parses a decimal integer into `value`. Returns false unless the text is a
@@ -102,9 +116,18 @@ static bool parse_options(int argc, char **argv, struct options *options)
     options->prefetch = 8;
     options->reply_with_task_id = false;
     options->per_consumer_qos = false;
+    options->count = 0;
     int option;
-    while ((option = getopt(argc, argv, "h:p:q:P:iC")) != -1) {
+    while ((option = getopt(argc, argv, "h:p:q:P:iCn:")) != -1) {
         switch (option) {
+        case 'n':
+            if (!parse_int(optarg, 1, INT_MAX, &options->count)) {
+                fprintf(stderr,
+                        "ceiling: invalid count '%s': expected 1 or more\n",
+                        optarg);
+                return false;
+            }
+            break;
         case 'i':
             options->reply_with_task_id = true;
             break;
@@ -195,12 +218,17 @@ static bool open_session(amqp_connection_state_t conn,
     amqp_channel_open(conn, CHANNEL);
     if (!check_reply(amqp_get_rpc_reply(conn), "channel.open"))
         return false;
-    amqp_basic_qos(conn, CHANNEL, 0, (uint16_t)options->prefetch,
-                   options->per_consumer_qos ? 0 : 1);
-    if (!check_reply(amqp_get_rpc_reply(conn), "basic.qos"))
-        return false;
+    /* The counter consumes without acks, so a prefetch would not apply. */
+    bool counting = options->count > 0;
+    if (!counting) {
+        amqp_basic_qos(conn, CHANNEL, 0, (uint16_t)options->prefetch,
+                       options->per_consumer_qos ? 0 : 1);
+        if (!check_reply(amqp_get_rpc_reply(conn), "basic.qos"))
+            return false;
+    }
     amqp_basic_consume(conn, CHANNEL, amqp_cstring_bytes(options->queue),
-                       amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+                       amqp_empty_bytes, 0, counting ? 1 : 0, 0,
+                       amqp_empty_table);
     return check_reply(amqp_get_rpc_reply(conn), "basic.consume");
 }
 
@@ -291,12 +319,32 @@ static bool skip_other_frame(amqp_connection_state_t conn)
     }
 }
 
-/* Serves deliveries until a stop request. Returns the number of messages
- * handled, or -1 when a broker read or write failed. */
-static long consume(amqp_connection_state_t conn, bool reply_with_task_id)
+static double monotonic_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Counts a delivery for -n, printing "first" at the first one. */
+static void count_delivery(long counted, double *last)
+{
+    *last = monotonic_seconds();
+    if (counted == 1) {
+        printf("first %.6f\n", *last);
+        fflush(stdout);
+    }
+}
+
+/* Serves deliveries until a stop request, or with -n until the count is
+ * reached. Returns the number of messages handled, or -1 when a broker read
+ * or write failed. */
+static long consume(amqp_connection_state_t conn, const struct options *options)
 {
     long handled = 0;
-    while (!stop_requested) {
+    double last = 0;
+    while (!stop_requested &&
+           (options->count == 0 || handled < options->count)) {
         /* A short timeout, so a stop request is seen within 100 ms. */
         struct timeval timeout = {0, 100000};
         amqp_envelope_t envelope;
@@ -304,11 +352,15 @@ static long consume(amqp_connection_state_t conn, bool reply_with_task_id)
         amqp_rpc_reply_t reply =
             amqp_consume_message(conn, &envelope, &timeout, 0);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
-            bool written = reply_and_ack(conn, &envelope, reply_with_task_id);
+            bool written =
+                options->count > 0 ||
+                reply_and_ack(conn, &envelope, options->reply_with_task_id);
             amqp_destroy_envelope(&envelope);
             if (!written)
                 return -1;
             handled++;
+            if (options->count > 0)
+                count_delivery(handled, &last);
             continue;
         }
         if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
@@ -322,6 +374,12 @@ static long consume(amqp_connection_state_t conn, bool reply_with_task_id)
         }
         check_reply(reply, "basic.consume");
         return -1;
+    }
+    if (options->count > 0) {
+        printf("done %ld %.6f\n", handled, last);
+        fflush(stdout);
+        while (!stop_requested)
+            usleep(100000);
     }
     return handled;
 }
@@ -347,10 +405,14 @@ int main(int argc, char **argv)
     int exit_status = 1;
     if (!open_session(conn, &options))
         goto out;
-    fprintf(stderr, "ceiling: consuming %s with prefetch %d\n", options.queue,
-            options.prefetch);
+    if (options.count > 0)
+        fprintf(stderr, "ceiling: counting %d messages of %s\n", options.count,
+                options.queue);
+    else
+        fprintf(stderr, "ceiling: consuming %s with prefetch %d\n",
+                options.queue, options.prefetch);
 
-    long handled = consume(conn, options.reply_with_task_id);
+    long handled = consume(conn, &options);
     if (handled < 0)
         goto out;
     fprintf(stderr, "ceiling: stopped after %ld messages\n", handled);

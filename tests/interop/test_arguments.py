@@ -202,6 +202,14 @@ def test_echo_results_at_frame_boundaries(client, worker_factory, pool):
         assert returned == value, f"body of {body_length} bytes"
 
 
+def test_echo_result_over_many_frame_batches(client, worker):
+    # 40 body frames: the worker writes a body in sendmsg calls of 32.
+    value = "y" * (40 * FRAME_BODY_MAX)
+    returned = run_task(client, worker, "tasks.echo", args=[value], timeout=60)
+    assert len(returned) == len(value)
+    assert returned == value
+
+
 def test_echo_two_megabyte_list(client, worker):
     value = list(range(300000))
     returned = run_task(client, worker, "tasks.echo", args=[value], timeout=30)

@@ -3,7 +3,8 @@
  * time each, so a crash or a hard time limit costs one child and never the
  * worker. The main process keeps the broker connection.
  *
- * Parent and child talk over a Unix stream socket in frames: a 4-byte
+ * Parent and child talk over two Unix stream sockets, one for each
+ * direction, in frames: a 4-byte
  * little-endian length of the rest, the 4-byte length of a JSON object, the
  * object, then a tail of raw bytes. The request goes down in binary as the
  * tail (see send_request), and the run's outcome comes back the same way
@@ -11,6 +12,11 @@
  * main process unless the task reads them. Then the child sends
  * {"fetch": "headers"} and the main process replies with a frame of the
  * headers.
+ *
+ * With one socket for both directions, the main process woke the idle
+ * child each time it read a reply. Freeing the reply's buffer signals
+ * "writable" on the child's socket, and a child blocked in read() wakes on
+ * any event of that socket. A socket per direction avoids that wake-up.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,7 +35,8 @@
 
 typedef struct child {
     pid_t pid;               /* -1 while the slot has no process */
-    int fd;                  /* the parent's end of the socket */
+    int fd;                  /* the parent's end of the reply socket */
+    int request_fd;          /* the parent's end of the request socket */
     cel__request_t *request; /* set while the child runs a task */
     double hard;             /* seconds; 0 = none */
     double deadline;         /* monotonic; 0 = none */
@@ -449,8 +456,9 @@ static bool decode_run(const char *bytes, size_t len, cel__run_t *run)
 
 /* ---- the child ---------------------------------------------------------- */
 
-/* The child's end of its socket and what it has read from it. */
-static int child_fd = -1;
+/* The child's ends of its two sockets and what it has read. */
+static int child_request_fd = -1;
+static int child_reply_fd = -1;
 static frame_reader_t child_reader;
 
 /* Requests the headers of the running task from the main process. The
@@ -460,9 +468,9 @@ static json_t *fetch_headers(cel__request_t *request)
 {
     (void)request;
     const cel__json_member_t ask[] = {{.key = "fetch", .text = "headers"}};
-    if (send_frame(child_fd, ask, 1, NULL, 0) != 0)
+    if (send_frame(child_reply_fd, ask, 1, NULL, 0) != 0)
         _exit(3);
-    json_t *reply = read_frame(child_fd, &child_reader, NULL, NULL);
+    json_t *reply = read_frame(child_request_fd, &child_reader, NULL, NULL);
     if (reply == NULL)
         _exit(3);
     json_t *headers = json_object_get(reply, "headers");
@@ -480,7 +488,7 @@ static void child_failure(cel__run_t *run, const char *message)
     run->exc_message = strdup(message);
 }
 
-static void child_main(prefork_pool_t *pool, int fd)
+static void child_main(prefork_pool_t *pool, int request_fd, int reply_fd)
 {
     /* A warm shutdown lets running tasks finish even when the signal went
      * to every process of the worker, as systemd sends it. */
@@ -499,11 +507,12 @@ static void child_main(prefork_pool_t *pool, int fd)
      * goes on reading and flushing until it waits for input. */
     const struct sched_param batch = {.sched_priority = 0};
     sched_setscheduler(0, SCHED_BATCH, &batch);
-    child_fd = fd;
+    child_request_fd = request_fd;
+    child_reply_fd = reply_fd;
     for (;;) {
         const char *job = NULL;
         size_t job_len = 0;
-        json_t *object = read_frame(fd, &child_reader, &job, &job_len);
+        json_t *object = read_frame(request_fd, &child_reader, &job, &job_len);
         if (object == NULL)
             _exit(0);
         json_decref(object);
@@ -517,7 +526,7 @@ static void child_main(prefork_pool_t *pool, int fd)
             cel__run_task(request, pool->base.hostname, soft, &run);
         else
             child_failure(&run, "the child process could not read the task");
-        if (send_run(fd, &run) != 0) {
+        if (send_run(reply_fd, &run) != 0) {
             /* The parent treats a child without a reply as lost. */
             _exit(3);
         }
@@ -528,34 +537,52 @@ static void child_main(prefork_pool_t *pool, int fd)
 
 /* ---- the parent --------------------------------------------------------- */
 
+static void close_pair(int pair[2])
+{
+    close(pair[0]);
+    close(pair[1]);
+}
+
+/* Starts the process of slot `index`. Index 0 of each socket pair is the
+ * parent's end, index 1 the child's. */
 static int spawn(prefork_pool_t *pool, int index)
 {
     child_t *child = &pool->children[index];
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    int request[2], reply[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, request) != 0)
         return CEL_ENOMEM;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, reply) != 0) {
+        close_pair(request);
+        return CEL_ENOMEM;
+    }
     pid_t pid = fork();
     if (pid < 0) {
-        close(sv[0]);
-        close(sv[1]);
+        close_pair(request);
+        close_pair(reply);
         return CEL_ENOMEM;
     }
     if (pid == 0) {
-        close(sv[0]);
-        for (int i = 0; i < pool->base.size; i++)
-            if (i != index && pool->children[i].fd >= 0)
-                close(pool->children[i].fd);
+        close(request[0]);
+        close(reply[0]);
+        for (int i = 0; i < pool->base.size; i++) {
+            if (i == index || pool->children[i].fd < 0)
+                continue;
+            close(pool->children[i].fd);
+            close(pool->children[i].request_fd);
+        }
         int inherited = pool->base.inherited_fd
                             ? pool->base.inherited_fd(pool->base.owner)
                             : -1;
         if (inherited >= 0)
             close(inherited);
-        child_main(pool, sv[1]);
+        child_main(pool, request[1], reply[1]);
         _exit(0);
     }
-    close(sv[1]);
+    close(request[1]);
+    close(reply[1]);
     child->pid = pid;
-    child->fd = sv[0];
+    child->fd = reply[0];
+    child->request_fd = request[0];
     child->len = 0;
     return CEL_OK;
 }
@@ -567,7 +594,9 @@ static int reap(child_t *child)
     while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR)
         ;
     close(child->fd);
+    close(child->request_fd);
     child->fd = -1;
+    child->request_fd = -1;
     child->pid = -1;
     child->len = 0;
     return status;
@@ -652,7 +681,7 @@ static void send_headers(prefork_pool_t *pool, child_t *child)
     const cel__json_member_t members[] = {
         {.key = "headers", .value = headers, .raw = "{}"},
     };
-    if (send_frame(child->fd, members, 1, NULL, 0) != 0)
+    if (send_frame(child->request_fd, members, 1, NULL, 0) != 0)
         cel__log(pool->base.app, CEL_LOG_WARNING,
                  "Cannot send the headers of task %s to pool process %d: %s",
                  child->request->msg.id, (int)child->pid, strerror(errno));
@@ -738,7 +767,7 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         child_t *child = &pool->children[i];
         if (child->pid < 0 || child->request != NULL)
             continue;
-        int status = send_request(child->fd, request, soft);
+        int status = send_request(child->request_fd, request, soft);
         child->request = request;
         request->worker_pid = (int)child->pid;
         child->hard = hard;
@@ -880,7 +909,7 @@ static void prefork_stop(cel__pool_t *base)
         /* Idle children exit on EOF; a busy one is abandoned mid-task. */
         if (child->request != NULL)
             kill(child->pid, SIGKILL);
-        shutdown(child->fd, SHUT_RDWR);
+        shutdown(child->request_fd, SHUT_RDWR);
         reap(child);
         if (child->request != NULL) {
             cel__request_free(child->request);
@@ -926,6 +955,7 @@ cel__pool_t *cel__pool_prefork_new(int size)
     for (int i = 0; i < size; i++) {
         pool->children[i].pid = -1;
         pool->children[i].fd = -1;
+        pool->children[i].request_fd = -1;
     }
     pool->base.ops = &PREFORK_OPS;
     pool->base.name = "prefork";

@@ -916,8 +916,11 @@ static bool writer_grow(writer_t *w, size_t extra)
     /* 1 KiB is room for the pool frames or the rpc result of a small task,
      * so they need no second allocation. */
     size_t cap = w->cap ? w->cap * 2 : 1024;
+    /* A jump past doubling (a long string) leaves room for what usually
+     * follows it, such as closing brackets, so that the next byte does not
+     * copy the whole text into a larger block. */
     if (cap < needed)
-        cap = needed;
+        cap = needed + needed / 8 + 64;
     char *grown = realloc(w->data, cap);
     if (grown == NULL)
         return false;

@@ -445,7 +445,7 @@ done:
 void cel__run_clear(cel__run_t *run)
 {
     json_decref(run->result);
-    free(run->result_text);
+    free(run->result_block != NULL ? run->result_block : run->result_text);
     free(run->exc_type);
     free(run->exc_module);
     free(run->exc_message);

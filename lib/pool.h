@@ -24,6 +24,8 @@ typedef struct cel__run {
      * needed. Until then result is NULL. */
     char *result_text;
     size_t result_text_len;
+    /* When set, the block that result_text lies in, freed in its place. */
+    void *result_block;
     char *exc_type;
     char *exc_module;
     char *exc_message;

@@ -59,6 +59,10 @@ typedef struct prefork_pool {
  * is requeued) are replaced after a growing delay, up to this long. */
 #define RESPAWN_DELAY_MAX 1.0
 
+/* The main process sizes its receive buffer for a reply's whole frame at
+ * once only up to this length; longer ones grow by doubling. */
+#define FRAME_PRESIZE_MAX ((size_t)256 * 1024 * 1024)
+
 /* ---- framing ------------------------------------------------------------ */
 
 static void put_length(unsigned char head[4], size_t len)
@@ -422,9 +426,16 @@ static int send_run(int fd, const cel__run_t *run)
     return status;
 }
 
-/* Reads the outcome send_run wrote into `run`. Returns false for a reply
- * that is cut short. */
-static bool decode_run(const char *bytes, size_t len, cel__run_t *run)
+/* A result text at least this long stays in the receive buffer, which the
+ * run takes over, instead of being copied out of it. */
+#define RESULT_TAKEOVER_MIN 65536
+
+/* Reads the outcome send_run wrote into `run`. `block`, when not NULL, is
+ * the malloc'd buffer that `bytes` ends, with a byte of room after them;
+ * a long result text is then left in it, and the run owns `block`.
+ * Returns false for a reply that is cut short. */
+static bool decode_run(const char *bytes, size_t len, char *block,
+                       cel__run_t *run)
 {
     memset(run, 0, sizeof *run);
     field_reader_t r = {(const unsigned char *)bytes,
@@ -446,7 +457,12 @@ static bool decode_run(const char *bytes, size_t len, cel__run_t *run)
     memcpy(&run->runtime, runtime, sizeof run->runtime);
     /* The result is the rest, parsed only when a value is needed. */
     size_t result_len = (size_t)(r.end - r.pos);
-    if (result_len > 0 && (run->result_text = malloc(result_len + 1))) {
+    if (block != NULL && result_len >= RESULT_TAKEOVER_MIN) {
+        run->result_block = block;
+        run->result_text = (char *)r.pos;
+        run->result_text[result_len] = '\0';
+        run->result_text_len = result_len;
+    } else if (result_len > 0 && (run->result_text = malloc(result_len + 1))) {
         memcpy(run->result_text, r.pos, result_len);
         run->result_text[result_len] = '\0';
         run->result_text_len = result_len;
@@ -694,8 +710,18 @@ static bool receive(prefork_pool_t *pool, child_t *child)
 {
     bool open = true;
     for (;;) {
-        if (child->cap - child->len < 65536) {
+        size_t want = child->len + 65536;
+        if (child->len >= 4) {
+            /* Room for the whole frame at once, so a long reply is not
+             * copied again by each doubling. */
+            size_t frame = 4 + (size_t)get_length(child->buf) + 1;
+            if (frame > want && frame <= FRAME_PRESIZE_MAX)
+                want = frame;
+        }
+        if (child->cap < want) {
             size_t cap = child->cap ? child->cap * 2 : 131072;
+            if (cap < want)
+                cap = want;
             char *grown = realloc(child->buf, cap);
             if (grown == NULL)
                 return true; /* try again on the next pass */
@@ -729,11 +755,19 @@ static bool receive(prefork_pool_t *pool, child_t *child)
         json_t *reply = parse_frame(child->buf + 4, len, &tail, &tail_len);
         bool fetch = json_object_get(reply, "fetch") != NULL;
         cel__run_t run;
+        /* Only the last frame in the buffer can hand the buffer over. */
+        char *block = child->len == 4 + (size_t)len ? child->buf : NULL;
         bool decoded = reply != NULL && !fetch && child->request != NULL &&
-                       decode_run(tail, tail_len, &run);
+                       decode_run(tail, tail_len, block, &run);
         json_decref(reply);
-        memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
-        child->len -= 4 + (size_t)len;
+        if (decoded && run.result_block != NULL) {
+            child->buf = NULL;
+            child->cap = 0;
+            child->len = 0;
+        } else {
+            memmove(child->buf, child->buf + 4 + len, child->len - 4 - len);
+            child->len -= 4 + (size_t)len;
+        }
         if (child->request == NULL)
             continue;
         if (fetch) {

@@ -144,6 +144,26 @@ void cel__context_clear(cel_context_t *ctx)
     ctx->exc_type = ctx->exc_module = ctx->exc_message = NULL;
 }
 
+void cel__request_arguments(const cel__request_t *request, json_t **args,
+                            json_t **kwargs)
+{
+    *args = NULL;
+    *kwargs = NULL;
+    if (request->body == NULL) {
+        *args = json_incref(request->msg.args);
+        *kwargs = json_incref(request->msg.kwargs);
+        return;
+    }
+    json_t *body = NULL;
+    if (cel__json_parse(request->body, request->body_len, CEL__JSON_MAX_DEPTH,
+                        &body, NULL, 0) == CEL_OK &&
+        json_is_array(body)) {
+        *args = json_incref(json_array_get(body, 0));
+        *kwargs = json_incref(json_array_get(body, 1));
+    }
+    json_decref(body);
+}
+
 void cel__request_free(cel__request_t *request)
 {
     if (request == NULL)
@@ -151,5 +171,6 @@ void cel__request_free(cel__request_t *request)
     cel__task_message_clear(&request->msg);
     free(request->exchange);
     free(request->routing_key);
+    free(request->body);
     free(request);
 }

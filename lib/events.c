@@ -108,9 +108,13 @@ void cel__event_task_received(cel_worker_t *worker,
     if (!worker->task_events)
         return;
     const cel__task_message_t *msg = &request->msg;
-    char *args = msg->argsrepr ? NULL : cel__pyrepr(msg->args, 1024, true);
+    json_t *args_value, *kwargs_value;
+    cel__request_arguments(request, &args_value, &kwargs_value);
+    char *args = msg->argsrepr ? NULL : cel__pyrepr(args_value, 1024, true);
     char *kwargs =
-        msg->kwargsrepr ? NULL : cel__pyrepr(msg->kwargs, 1024, false);
+        msg->kwargsrepr ? NULL : cel__pyrepr(kwargs_value, 1024, false);
+    json_decref(args_value);
+    json_decref(kwargs_value);
     json_t *fields = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o}", "name", msg->task, "args",
         msg->argsrepr ? msg->argsrepr : (args ? args : "()"), "kwargs",

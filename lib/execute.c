@@ -208,11 +208,14 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
     next.origin = worker->nodename;
     next.argsrepr = NULL;
     next.kwargsrepr = NULL;
+    cel__request_arguments(request, &next.args, &next.kwargs);
 
     json_t *headers = NULL;
     char *body = NULL;
     size_t body_len = 0;
     int status = cel__task_encode_v2(&next, &headers, &body, &body_len);
+    json_decref(next.args);
+    json_decref(next.kwargs);
     if (status != CEL_OK)
         return status;
     cel__publish_t publish = {
@@ -296,8 +299,12 @@ static void fail_exhausted(cel_worker_t *worker, const cel__request_t *request,
         return;
     }
     const cel__task_message_t *msg = &request->msg;
-    char *args = cel__pyrepr(msg->args, 1024, true);
-    char *kwargs = cel__pyrepr(msg->kwargs, 1024, false);
+    json_t *args_value, *kwargs_value;
+    cel__request_arguments(request, &args_value, &kwargs_value);
+    char *args = cel__pyrepr(args_value, 1024, true);
+    char *kwargs = cel__pyrepr(kwargs_value, 1024, false);
+    json_decref(args_value);
+    json_decref(kwargs_value);
     char *text = NULL;
     if (asprintf(&text, "Can't retry %s[%s] args:%s kwargs:%s", msg->task,
                  msg->id, args ? args : "()", kwargs ? kwargs : "{}") < 0)

@@ -131,12 +131,25 @@ typedef struct cel__request {
     int worker_pid;       /* the process running it, 0 until started */
     int terminate_signal; /* revoke(terminate=True) sent this signal */
     bool settled;         /* acked or rejected already */
+    /* The body as received. It is kept only for a pool that takes bodies,
+     * and only when it is a long, uncompressed v2 list. A prefork child
+     * then parses it, so the main process does not write the arguments
+     * again. While it is kept, msg.args and msg.kwargs are NULL in the
+     * main process, and cel__request_arguments parses them on demand. */
+    char *body;
+    size_t body_len;
     /* In a prefork child, msg.headers stays NULL until the task reads
      * the headers, and this fetches them from the main process. */
     json_t *(*fetch_headers)(struct cel__request *request);
 } cel__request_t;
 
 void cel__request_free(cel__request_t *request);
+
+/* Sets *args and *kwargs to new references to the request's arguments,
+ * parsed from request->body when the request keeps its body. Either may be
+ * NULL when the message has none or the body cannot be parsed. */
+void cel__request_arguments(const cel__request_t *request, json_t **args,
+                            json_t **kwargs);
 
 struct cel_context {
     const cel__request_t *request;

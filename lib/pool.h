@@ -95,6 +95,9 @@ struct cel__pool {
     const cel__pool_ops_t *ops;
     const char *name;
     bool enforces_hard_limit;
+    /* True when the pool sends a request's kept body (request->body)
+     * instead of its arguments. */
+    bool takes_body;
     bool runs_inline; /* submit runs the task before it returns (solo) */
     int size;
     int busy;

@@ -193,9 +193,10 @@ static json_t *read_frame(int fd, frame_reader_t *reader, const char **tail,
  * First come nine texts, each a 4-byte length (NO_TEXT for NULL) and the
  * bytes. Then the retries (4 bytes), redelivered (1 byte) and the soft
  * limit follow, the limit as a double in memory form, since parent and
- * child are the same program. Last come args and kwargs as JSON texts.
- * Parsing a JSON object of the same fields cost the child about 10000
- * instructions per task. */
+ * child are the same program. Last come args and kwargs as JSON texts, or
+ * NO_TEXT and then the message body as received up to the end, when the
+ * main process kept it (cel__request_t.body). Parsing a JSON object of the
+ * same fields cost the child about 10000 instructions per task. */
 #define NO_TEXT       UINT32_MAX
 #define REQUEST_TEXTS 9
 
@@ -240,20 +241,36 @@ static int send_request(int fd, const cel__request_t *request, double soft)
     }
     size_t args_len = 0;
     size_t kwargs_len = 0;
-    char *args = cel__json_dump(msg->args ? msg->args : json_null(), &args_len);
-    char *kwargs =
-        cel__json_dump(msg->kwargs ? msg->kwargs : json_null(), &kwargs_len);
-    unsigned char *fields = malloc(fixed);
+    char *args = NULL;
+    char *kwargs = NULL;
+    unsigned char *fields = NULL;
     int status = -1;
-    if (args != NULL && kwargs != NULL && fields != NULL &&
-        args_len <= UINT32_MAX && kwargs_len <= UINT32_MAX) {
-        field_writer_t w = {fields, 0};
-        for (int i = 0; i < REQUEST_TEXTS; i++)
-            put_text(&w, texts[i]);
-        put_u32(&w, (uint32_t)msg->retries);
-        w.data[w.len++] = request->redelivered ? 1 : 0;
-        memcpy(w.data + w.len, &soft, sizeof soft);
-        w.len += sizeof soft;
+    if (request->body == NULL) {
+        args = cel__json_dump(msg->args ? msg->args : json_null(), &args_len);
+        kwargs = cel__json_dump(msg->kwargs ? msg->kwargs : json_null(),
+                                &kwargs_len);
+        if (args == NULL || kwargs == NULL || args_len >= NO_TEXT ||
+            kwargs_len > UINT32_MAX)
+            goto out;
+    }
+    fields = malloc(fixed);
+    if (fields == NULL)
+        goto out;
+    field_writer_t w = {fields, 0};
+    for (int i = 0; i < REQUEST_TEXTS; i++)
+        put_text(&w, texts[i]);
+    put_u32(&w, (uint32_t)msg->retries);
+    w.data[w.len++] = request->redelivered ? 1 : 0;
+    memcpy(w.data + w.len, &soft, sizeof soft);
+    w.len += sizeof soft;
+    if (request->body != NULL) {
+        put_u32(&w, NO_TEXT);
+        const struct iovec tail[2] = {
+            {fields, w.len},
+            {request->body, request->body_len},
+        };
+        status = send_frame(fd, NULL, 0, tail, 2);
+    } else {
         put_u32(&w, (uint32_t)args_len);
         unsigned char kwargs_head[4];
         put_length(kwargs_head, kwargs_len);
@@ -265,6 +282,7 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         };
         status = send_frame(fd, NULL, 0, tail, 4);
     }
+out:
     free(fields);
     free(args);
     free(kwargs);
@@ -312,10 +330,9 @@ static char *take_text(field_reader_t *r)
     return text;
 }
 
-/* Parses a JSON text of the request; NULL for JSON null. */
-static json_t *take_json(field_reader_t *r)
+/* Parses a JSON text of `len` bytes of the request; NULL for JSON null. */
+static json_t *take_json(field_reader_t *r, uint32_t len)
 {
-    uint32_t len = take_u32(r);
     const unsigned char *bytes = r->failed ? NULL : take_bytes(r, len);
     json_t *value = NULL;
     if (bytes == NULL ||
@@ -329,6 +346,20 @@ static json_t *take_json(field_reader_t *r)
         return NULL;
     }
     return value;
+}
+
+/* Takes args and kwargs from the kept body, a v2 [args, kwargs, embed]
+ * list that the main process has already decoded from the same bytes. */
+static void take_body_arguments(field_reader_t *r, cel__task_message_t *msg)
+{
+    json_t *body = take_json(r, (uint32_t)(r->end - r->pos));
+    if (!json_is_array(body) || json_array_size(body) < 2) {
+        r->failed = true;
+    } else {
+        msg->args = json_incref(json_array_get(body, 0));
+        msg->kwargs = json_incref(json_array_get(body, 1));
+    }
+    json_decref(body);
 }
 
 /* Builds the child's copy of a request from the tail of its frame; NULL
@@ -358,8 +389,13 @@ static cel__request_t *decode_request(cel_app_t *app, const char *bytes,
     if (limit != NULL)
         memcpy(soft, limit, sizeof *soft);
     msg->headers = NULL; /* fetched when the task reads them */
-    msg->args = take_json(&r);
-    msg->kwargs = take_json(&r);
+    uint32_t args_len = take_u32(&r);
+    if (args_len == NO_TEXT) {
+        take_body_arguments(&r, msg);
+    } else {
+        msg->args = take_json(&r, args_len);
+        msg->kwargs = take_json(&r, take_u32(&r));
+    }
     request->task =
         !r.failed && msg->task ? cel__app_find_task(app, msg->task) : NULL;
     if (request->task == NULL) {
@@ -430,10 +466,10 @@ static int send_run(int fd, const cel__run_t *run)
  * run takes over, instead of being copied out of it. */
 #define RESULT_TAKEOVER_MIN 65536
 
-/* Reads the outcome send_run wrote into `run`. `block`, when not NULL, is
- * the malloc'd buffer that `bytes` ends, with a byte of room after them;
- * a long result text is then left in it, and the run owns `block`.
- * Returns false for a reply that is cut short. */
+/* Reads the outcome send_run wrote into `run`. Returns false for a reply
+ * that is cut short. `block`, when not NULL, is the malloc'd buffer whose
+ * data ends with `bytes`, and it has a byte of room after them. A long
+ * result text then stays in it, and the run owns `block`. */
 static bool decode_run(const char *bytes, size_t len, char *block,
                        cel__run_t *run)
 {
@@ -994,6 +1030,7 @@ cel__pool_t *cel__pool_prefork_new(int size)
     pool->base.ops = &PREFORK_OPS;
     pool->base.name = "prefork";
     pool->base.enforces_hard_limit = true;
+    pool->base.takes_body = true;
     pool->base.size = size;
     return &pool->base;
 }

@@ -366,7 +366,35 @@ static void log_received(cel_worker_t *worker, const cel__request_t *request)
 
 /* Decides what to do with one delivery and does it. Takes the envelope's
  * contents; the caller destroys the envelope. */
-static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
+/* A body at least this long, joined from several frames, is kept for a
+ * pool that takes bodies. */
+#define KEEP_BODY_MIN 65536
+
+/* Moves a long body that read_delivery joined into the request, when the
+ * pool takes bodies and the child can parse the same bytes the decoder
+ * parsed: a v2 [args, kwargs, embed] list without compression. */
+static void keep_body(cel_worker_t *worker, cel__request_t *request,
+                      char **joined, size_t len)
+{
+    const cel__task_message_t *msg = &request->msg;
+    if (*joined == NULL || len < KEEP_BODY_MIN || !worker->pool->takes_body ||
+        msg->protocol != 2 || msg->hybrid ||
+        json_object_get(msg->headers, "compression") != NULL)
+        return;
+    request->body = *joined;
+    request->body_len = len;
+    *joined = NULL;
+    /* One copy of the arguments is enough while the message waits. */
+    json_decref(request->msg.args);
+    json_decref(request->msg.kwargs);
+    request->msg.args = NULL;
+    request->msg.kwargs = NULL;
+}
+
+/* Decodes a delivery and routes it. `joined` is read_delivery's joined
+ * body, which the request may take (keep_body). */
+static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
+                            char **joined)
 {
     if (!worker->consuming) {
         /* A delivery in flight when a warm shutdown cancelled the
@@ -401,6 +429,7 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope)
         reject_unregistered(worker, request);
         goto done;
     }
+    keep_body(worker, request, joined, envelope->message.body.len);
     if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts) {
         cel__revoke_expired(worker, request);
         goto done;
@@ -895,7 +924,7 @@ static int read_broker(cel_worker_t *worker)
         if (envelope.channel == CEL__CONTROL_CHANNEL)
             cel__control_handle(worker, &envelope);
         else
-            handle_delivery(worker, &envelope);
+            handle_delivery(worker, &envelope, &joined);
         free(joined);
     }
     return CEL_OK;

@@ -523,11 +523,27 @@ def parse_args(argv):
                         help="markdown report to write (default: docs/performance.md)")
     parser.add_argument("--plot", type=pathlib.Path, default=DEFAULT_PLOT,
                         help="PNG plot of throughput against -c (default: docs/bench-scaling.png)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: write the report again from the figures the last run "
+                             f"saved in {RESULTS_JSON}, after an edit of {TEMPLATE.name}")
     return parser.parse_args(argv)
+
+
+def render_saved_report(output):
+    """Fill the template with the sections the last full run saved."""
+    try:
+        sections = json.loads(RESULTS_JSON.read_text())["sections"]
+    except (OSError, ValueError, KeyError) as error:
+        sys.exit(f"no saved report sections in {RESULTS_JSON} ({error}); run the suite first")
+    output.write_text(fill_template(sections))
+    print(f"report written to {output} from {RESULTS_JSON}")
+    return 0
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.render_only:
+        return render_saved_report(args.output)
     check_prerequisites()
     revision = snapshot_binaries()
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
@@ -576,7 +592,8 @@ def main(argv=None):
 
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(
-        {"tables": tables, "latency": latency_rows, "scaling": scaling_extra, "failures": failures},
+        {"tables": tables, "latency": latency_rows, "scaling": scaling_extra, "failures": failures,
+         "sections": sections},
         indent=2, default=str))
     print(f"\n{write_plot(points, args.plot)}")
     args.output.write_text(fill_template(sections))

@@ -157,10 +157,8 @@ void cel__request_arguments(const cel__request_t *request, json_t **args,
     json_t *body = NULL;
     if (cel__json_parse(request->body, request->body_len, CEL__JSON_MAX_DEPTH,
                         &body, NULL, 0) == CEL_OK &&
-        json_is_array(body)) {
-        *args = json_incref(json_array_get(body, 0));
-        *kwargs = json_incref(json_array_get(body, 1));
-    }
+        json_is_array(body))
+        cel__task_body_arguments(body, args, kwargs);
     json_decref(body);
 }
 

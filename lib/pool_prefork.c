@@ -353,12 +353,10 @@ static json_t *take_json(field_reader_t *r, uint32_t len)
 static void take_body_arguments(field_reader_t *r, cel__task_message_t *msg)
 {
     json_t *body = take_json(r, (uint32_t)(r->end - r->pos));
-    if (!json_is_array(body) || json_array_size(body) < 2) {
+    if (json_is_array(body))
+        cel__task_body_arguments(body, &msg->args, &msg->kwargs);
+    else
         r->failed = true;
-    } else {
-        msg->args = json_incref(json_array_get(body, 0));
-        msg->kwargs = json_incref(json_array_get(body, 1));
-    }
     json_decref(body);
 }
 

@@ -364,8 +364,6 @@ static void log_received(cel_worker_t *worker, const cel__request_t *request)
                  msg->id);
 }
 
-/* Decides what to do with one delivery and does it. Takes the envelope's
- * contents; the caller destroys the envelope. */
 /* A body at least this long, joined from several frames, is kept for a
  * pool that takes bodies. */
 #define KEEP_BODY_MIN 65536
@@ -391,8 +389,9 @@ static void keep_body(cel_worker_t *worker, cel__request_t *request,
     request->msg.kwargs = NULL;
 }
 
-/* Decodes a delivery and routes it. `joined` is read_delivery's joined
- * body, which the request may take (keep_body). */
+/* Decides what to do with one delivery and does it. Takes the envelope's
+ * contents; the caller destroys the envelope. `joined` is read_delivery's
+ * joined body, which the request may take (keep_body). */
 static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
                             char **joined)
 {
@@ -1006,8 +1005,8 @@ static void warm_shutdown(cel_worker_t *worker)
     requeue_waiting(worker);
     if (worker->pool->busy > 0)
         cel__log(worker->app, CEL_LOG_WARNING,
-                 "Warm shutdown: waiting for %d running tasks to finish",
-                 worker->pool->busy);
+                 "Warm shutdown: waiting for %d running task%s to finish",
+                 worker->pool->busy, worker->pool->busy == 1 ? "" : "s");
     while (worker->pool->busy > 0) {
         bool broker_input = wait_for_input(worker, POLL_SECONDS);
         if (broker_input && read_broker(worker) != CEL_OK) {

@@ -91,6 +91,14 @@ int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
 void cel__task_message_clear(cel__task_message_t *msg);
 
 /*
+ * Sets *args and *kwargs to new references to the first two members of a
+ * v2 body list [args, kwargs, embed], with a missing or null member read
+ * as [] or {}, as cel__task_decode reads them. It checks no types: use it
+ * on a body that cel__task_decode has accepted.
+ */
+void cel__task_body_arguments(json_t *body, json_t **args, json_t **kwargs);
+
+/*
  * Encodes a v2 task message as Celery 5.2 does: the header object (new) and
  * the JSON body (malloc'd, caller frees). argsrepr/kwargsrepr are computed
  * when msg leaves them NULL.

@@ -156,18 +156,28 @@ static int read_fields(json_t *fields, cel__task_message_t *out, char *why,
     return status;
 }
 
+/* Returns new references to args and kwargs as a task gets them: a
+ * missing or null member becomes [] or {}. */
+static void arguments_or_empty(json_t *args, json_t *kwargs, json_t **args_out,
+                               json_t **kwargs_out)
+{
+    *args_out =
+        args == NULL || json_is_null(args) ? json_array() : json_incref(args);
+    *kwargs_out = kwargs == NULL || json_is_null(kwargs) ? json_object()
+                                                         : json_incref(kwargs);
+}
+
+void cel__task_body_arguments(json_t *body, json_t **args, json_t **kwargs)
+{
+    arguments_or_empty(json_array_get(body, 0), json_array_get(body, 1), args,
+                       kwargs);
+}
+
 /* Takes args and kwargs from a body, checking their types. */
 static int read_arguments(json_t *args, json_t *kwargs,
                           cel__task_message_t *out, char *why, size_t why_len)
 {
-    if (args == NULL || json_is_null(args))
-        args = json_array();
-    else
-        json_incref(args);
-    if (kwargs == NULL || json_is_null(kwargs))
-        kwargs = json_object();
-    else
-        json_incref(kwargs);
+    arguments_or_empty(args, kwargs, &args, &kwargs);
     out->args = args;
     out->kwargs = kwargs;
     if (!json_is_array(args))

@@ -287,6 +287,17 @@ static json_t *exit_after_return_task(cel_context_t *ctx, json_t *args,
     return json_string("returned");
 }
 
+/* Returns the JSON type names of args and kwargs, as [args, kwargs]. */
+static json_t *types_task(cel_context_t *ctx, json_t *args, json_t *kwargs)
+{
+    (void)ctx;
+    const char *names[] = {"object", "array",   "string", "integer",
+                           "real",   "boolean", "boolean", "null"};
+    const char *args_type = args ? names[json_typeof(args)] : "missing";
+    const char *kwargs_type = kwargs ? names[json_typeof(kwargs)] : "missing";
+    return json_pack("[ss]", args_type, kwargs_type);
+}
+
 static void register_task(const char *name, cel_task_fn fn)
 {
     cel_task_t *task = cel_app_add_task(app, name, fn);
@@ -314,6 +325,7 @@ static void create_app(void)
     register_task("tests.pid", pid_task);
     register_task("tests.context", context_task);
     register_task("tests.exit_after_return", exit_after_return_task);
+    register_task("tests.types", types_task);
 }
 
 static void free_app(void)
@@ -974,6 +986,58 @@ START_TEST(test_prefork_stop_leaves_no_child)
 }
 END_TEST
 
+/* Builds a request whose body the main process kept: args and kwargs are
+ * NULL and the child reads them from `body`, as the worker sends a long v2
+ * body. */
+static cel__request_t *request_with_body(const char *task_name,
+                                         const char *body, int *serial)
+{
+    cel__request_t *request = request_new(task_name, NULL, serial);
+    json_decref(request->msg.args);
+    json_decref(request->msg.kwargs);
+    request->msg.args = NULL;
+    request->msg.kwargs = NULL;
+    request->body = strdup(body);
+    ck_assert_ptr_nonnull(request->body);
+    request->body_len = strlen(body);
+    return request;
+}
+
+START_TEST(test_prefork_kept_body_reaches_task)
+{
+    cel__pool_t *pool = pool_start("prefork", 1);
+    int serial = 0;
+    cel__request_t *request = request_with_body(
+        "tests.add", "[[2, 40], {}, {\"callbacks\": null}]", &serial);
+    submit_request(pool, request, 0, 0);
+    wait_for_runs(pool, 1);
+
+    assert_success_integer(find_run(serial), 42);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_kept_body_nulls_become_empty)
+{
+    /* The decoder reads null args and kwargs as [] and {}; a kept body
+     * must give the task the same. */
+    cel__pool_t *pool = pool_start("prefork", 1);
+    int serial = 0;
+    cel__request_t *request =
+        request_with_body("tests.types", "[null, null, null]", &serial);
+    submit_request(pool, request, 0, 0);
+    wait_for_runs(pool, 1);
+
+    cel__run_t *run = find_run(serial);
+    ck_assert_int_eq(run->kind, CEL__RUN_SUCCESS);
+    ck_assert_str_eq(json_string_value(json_array_get(run->result, 0)),
+                     "array");
+    ck_assert_str_eq(json_string_value(json_array_get(run->result, 1)),
+                     "object");
+    pool_finish(pool);
+}
+END_TEST
+
 /* ---- regressions -------------------------------------------------------- */
 
 START_TEST(test_prefork_reply_before_exit_is_not_lost)
@@ -1054,6 +1118,8 @@ static Suite *pool_suite(void)
     tcase_add_test(prefork, test_prefork_next_deadline_tracks_hard_limit);
     tcase_add_test(prefork, test_prefork_idle_child_death_is_replaced);
     tcase_add_test(prefork, test_prefork_stop_leaves_no_child);
+    tcase_add_test(prefork, test_prefork_kept_body_reaches_task);
+    tcase_add_test(prefork, test_prefork_kept_body_nulls_become_empty);
     suite_add_tcase(suite, prefork);
 
     /* Tests that pin a bug still open in the code under test. */

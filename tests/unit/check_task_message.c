@@ -1758,6 +1758,58 @@ START_TEST(test_encode_v2_of_golden_reproduces_it)
 }
 END_TEST
 
+static json_t *body_from_text(const char *text)
+{
+    json_error_t error;
+    json_t *body = json_loads(text, 0, &error);
+    ck_assert_msg(body != NULL, "invalid test body: %s", error.text);
+    return body;
+}
+
+START_TEST(test_body_arguments_nulls_become_empty)
+{
+    json_t *body = body_from_text("[null, null, null]");
+    json_t *args = NULL, *kwargs = NULL;
+    cel__task_body_arguments(body, &args, &kwargs);
+    ck_assert(json_is_array(args));
+    ck_assert_uint_eq(json_array_size(args), 0);
+    ck_assert(json_is_object(kwargs));
+    ck_assert_uint_eq(json_object_size(kwargs), 0);
+    json_decref(args);
+    json_decref(kwargs);
+    json_decref(body);
+}
+END_TEST
+
+START_TEST(test_body_arguments_are_the_body_members)
+{
+    json_t *body = body_from_text("[[1, \"two\"], {\"x\": 3}, {}]");
+    json_t *args = NULL, *kwargs = NULL;
+    cel__task_body_arguments(body, &args, &kwargs);
+    ck_assert_ptr_eq(args, json_array_get(body, 0));
+    ck_assert_ptr_eq(kwargs, json_array_get(body, 1));
+    json_decref(body);
+    /* The references are new, so they outlive the body. */
+    ck_assert_int_eq(json_integer_value(json_array_get(args, 0)), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(kwargs, "x")), 3);
+    json_decref(args);
+    json_decref(kwargs);
+}
+END_TEST
+
+START_TEST(test_body_arguments_of_short_list_are_empty)
+{
+    json_t *body = body_from_text("[]");
+    json_t *args = NULL, *kwargs = NULL;
+    cel__task_body_arguments(body, &args, &kwargs);
+    ck_assert(json_is_array(args));
+    ck_assert(json_is_object(kwargs));
+    json_decref(args);
+    json_decref(kwargs);
+    json_decref(body);
+}
+END_TEST
+
 static Suite *task_message_suite(void)
 {
     Suite *suite = suite_create("task_message");
@@ -1831,6 +1883,13 @@ static Suite *task_message_suite(void)
     tcase_add_loop_test(encode, test_encode_v2_of_golden_reproduces_it, 0,
                         (int)golden_count);
     suite_add_tcase(suite, encode);
+
+    TCase *body_arguments = tcase_create("body_arguments");
+    tcase_add_test(body_arguments, test_body_arguments_nulls_become_empty);
+    tcase_add_test(body_arguments, test_body_arguments_are_the_body_members);
+    tcase_add_test(body_arguments,
+                   test_body_arguments_of_short_list_are_empty);
+    suite_add_tcase(suite, body_arguments);
 
     /* Tests that pin a bug still open in the code under test. */
     TCase *regressions = tcase_create("regressions");

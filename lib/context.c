@@ -162,6 +162,22 @@ void cel__request_arguments(const cel__request_t *request, json_t **args,
     json_decref(body);
 }
 
+void cel__request_argument_reprs(const cel__request_t *request, char **args,
+                                 char **kwargs)
+{
+    const cel__task_message_t *msg = &request->msg;
+    json_t *args_value = NULL;
+    json_t *kwargs_value = NULL;
+    if (msg->argsrepr == NULL || msg->kwargsrepr == NULL)
+        cel__request_arguments(request, &args_value, &kwargs_value);
+    *args = msg->argsrepr ? strdup(msg->argsrepr)
+                          : cel__pyrepr(args_value, 1024, true);
+    *kwargs = msg->kwargsrepr ? strdup(msg->kwargsrepr)
+                              : cel__pyrepr(kwargs_value, 1024, false);
+    json_decref(args_value);
+    json_decref(kwargs_value);
+}
+
 void cel__request_free(cel__request_t *request)
 {
     if (request == NULL)

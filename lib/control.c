@@ -37,24 +37,21 @@ static json_t *task_info(const cel_worker_t *worker,
                          const cel__request_t *request, bool safe)
 {
     const cel__task_message_t *msg = &request->msg;
-    json_t *args_value, *kwargs_value;
-    cel__request_arguments(request, &args_value, &kwargs_value);
     json_t *args, *kwargs;
     if (safe) {
-        char *a = msg->argsrepr ? strdup(msg->argsrepr)
-                                : cel__pyrepr(args_value, 1024, true);
-        char *k = msg->kwargsrepr ? strdup(msg->kwargsrepr)
-                                  : cel__pyrepr(kwargs_value, 1024, false);
+        char *a, *k;
+        cel__request_argument_reprs(request, &a, &k);
         args = json_string(a ? a : "()");
         kwargs = json_string(k ? k : "{}");
         free(a);
         free(k);
     } else {
-        args = json_incref(args_value ? args_value : json_array());
-        kwargs = json_incref(kwargs_value ? kwargs_value : json_object());
+        cel__request_arguments(request, &args, &kwargs);
+        if (args == NULL)
+            args = json_array();
+        if (kwargs == NULL)
+            kwargs = json_object();
     }
-    json_decref(args_value);
-    json_decref(kwargs_value);
     return json_pack(
         "{s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:b, s:{s:s, s:s, s:i, s:b}, "
         "s:o}",

@@ -108,17 +108,11 @@ void cel__event_task_received(cel_worker_t *worker,
     if (!worker->task_events)
         return;
     const cel__task_message_t *msg = &request->msg;
-    json_t *args_value, *kwargs_value;
-    cel__request_arguments(request, &args_value, &kwargs_value);
-    char *args = msg->argsrepr ? NULL : cel__pyrepr(args_value, 1024, true);
-    char *kwargs =
-        msg->kwargsrepr ? NULL : cel__pyrepr(kwargs_value, 1024, false);
-    json_decref(args_value);
-    json_decref(kwargs_value);
+    char *args, *kwargs;
+    cel__request_argument_reprs(request, &args, &kwargs);
     json_t *fields = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o}", "name", msg->task, "args",
-        msg->argsrepr ? msg->argsrepr : (args ? args : "()"), "kwargs",
-        msg->kwargsrepr ? msg->kwargsrepr : (kwargs ? kwargs : "{}"), "root_id",
+        args ? args : "()", "kwargs", kwargs ? kwargs : "{}", "root_id",
         msg->root_id ? json_string(msg->root_id) : json_null(), "parent_id",
         msg->parent_id ? json_string(msg->parent_id) : json_null(), "retries",
         msg->retries, "eta", msg->eta ? json_string(msg->eta) : json_null(),

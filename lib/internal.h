@@ -151,6 +151,14 @@ void cel__request_free(cel__request_t *request);
 void cel__request_arguments(const cel__request_t *request, json_t **args,
                             json_t **kwargs);
 
+/* Sets *args and *kwargs to malloc'd repr texts of the request's
+ * arguments, as Celery's events and `inspect` show them: the argsrepr and
+ * kwargsrepr headers when the message has them, else a repr of the values
+ * of at most 1024 bytes. A kept body is parsed only when a header is
+ * missing. Either is NULL when memory runs out. */
+void cel__request_argument_reprs(const cel__request_t *request, char **args,
+                                 char **kwargs);
+
 struct cel_context {
     const cel__request_t *request;
     const char *hostname;

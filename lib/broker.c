@@ -863,9 +863,9 @@ static void put_publish_head(frame_writer_t *w, const cel__publish_t *msg,
     end_frame(w, start);
 }
 
-/* The most body frames one sendmsg of a direct publish carries, and the
- * iovecs they need: a mark per frame, the body pieces, the buffered frames,
- * the publish head and the last frame end. */
+/* The maximum number of body frames in one sendmsg of a direct publish,
+ * and the iovecs they need: a mark per frame, the body pieces, the
+ * buffered frames, the publish head and the last frame end. */
 #define SEND_FRAMES 32
 #define SEND_IOVECS (2 * SEND_FRAMES + CEL__PUBLISH_PARTS_MAX + 3)
 

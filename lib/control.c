@@ -189,16 +189,35 @@ static json_t *cmd_active(cel_worker_t *worker, json_t *arguments)
     return out;
 }
 
+/* Returns a malloc'd list of the reserved requests (borrowed): those
+ * queued in the pool behind a running task, then the ready queue's, oldest
+ * first. NULL with *count 0 when there are none or memory ran out. */
+static const cel__request_t **list_reserved(const cel_worker_t *worker,
+                                            size_t *count)
+{
+    const cel__pool_t *pool = worker->pool;
+    const cel__request_queue_t *ready = &worker->ready;
+    *count = 0;
+    const cel__request_t **out =
+        malloc((ready->count + (size_t)pool->size) * sizeof *out);
+    if (out == NULL)
+        return NULL;
+    if (pool->ops->list_queued != NULL)
+        *count = (size_t)pool->ops->list_queued(pool, out, pool->size);
+    for (size_t i = 0; i < ready->count; i++)
+        out[(*count)++] = ready->items[(ready->head + i) % ready->cap];
+    return out;
+}
+
 static json_t *cmd_reserved(cel_worker_t *worker, json_t *arguments)
 {
     json_t *out = json_array();
-    const cel__request_queue_t *ready = &worker->ready;
-    for (size_t i = 0; i < ready->count; i++) {
-        const cel__request_t *request =
-            ready->items[(ready->head + i) % ready->cap];
+    size_t count;
+    const cel__request_t **reserved = list_reserved(worker, &count);
+    for (size_t i = 0; i < count; i++)
         json_array_append_new(
-            out, task_info(worker, request, safe_argument(arguments)));
-    }
+            out, task_info(worker, reserved[i], safe_argument(arguments)));
+    free(reserved);
     return out;
 }
 
@@ -238,6 +257,8 @@ static json_t *cmd_query_task(cel_worker_t *worker, json_t *arguments)
     json_t *wanted = json_is_array(ids) ? ids : NULL;
     json_t *single = json_is_string(ids) ? ids : NULL;
     size_t wanted_count = wanted ? json_array_size(wanted) : (single ? 1 : 0);
+    size_t reserved_count;
+    const cel__request_t **reserved = list_reserved(worker, &reserved_count);
     for (index = 0; index < wanted_count; index++) {
         id = wanted ? json_array_get(wanted, index) : single;
         const char *text = json_string_value(id);
@@ -249,17 +270,14 @@ static json_t *cmd_query_task(cel_worker_t *worker, json_t *arguments)
                     out, text,
                     json_pack("[s, o]", "active",
                               task_info(worker, running[i], false)));
-        const cel__request_queue_t *ready = &worker->ready;
-        for (size_t i = 0; i < ready->count; i++) {
-            const cel__request_t *request =
-                ready->items[(ready->head + i) % ready->cap];
-            if (strcmp(request->msg.id, text) == 0)
+        for (size_t i = 0; i < reserved_count; i++)
+            if (strcmp(reserved[i]->msg.id, text) == 0)
                 json_object_set_new(
                     out, text,
                     json_pack("[s, o]", "reserved",
-                              task_info(worker, request, false)));
-        }
+                              task_info(worker, reserved[i], false)));
     }
+    free(reserved);
     return out;
 }
 
@@ -315,6 +333,26 @@ static int signal_number(json_t *value)
     return -1;
 }
 
+/* Takes a revoked task out of the pool's queue while it has not started,
+ * as if it were still reserved in the main process. */
+static void withdraw_queued(cel_worker_t *worker, const char *task_id)
+{
+    cel__pool_t *pool = worker->pool;
+    if (pool->ops->list_queued == NULL)
+        return;
+    const cel__request_t *queued[RUNNING_MAX];
+    int count = pool->ops->list_queued(pool, queued, RUNNING_MAX);
+    for (int i = 0; i < count; i++) {
+        if (strcmp(queued[i]->msg.id, task_id) != 0)
+            continue;
+        cel__request_t *request = pool->ops->withdraw(pool, queued[i]);
+        if (request == NULL)
+            continue; /* it has started */
+        cel__revoke_request(worker, request, "revoked", 0);
+        cel__request_free(request);
+    }
+}
+
 static json_t *revoke_ids(cel_worker_t *worker, json_t *arguments,
                           bool terminate)
 {
@@ -358,6 +396,7 @@ static json_t *revoke_ids(cel_worker_t *worker, json_t *arguments,
             cel__log(worker->app, CEL_LOG_ERROR,
                      "Cannot record the revoke of task %s: out of memory",
                      task_id);
+        withdraw_queued(worker, task_id);
         size_t used = strlen(text);
         snprintf(text + used, sizeof text - used, "%s%s", index ? ", " : "",
                  task_id);

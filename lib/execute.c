@@ -489,19 +489,45 @@ void cel__run_task(const cel__request_t *request, const char *hostname,
     run->exc_message = ctx.exc_message;
 }
 
-void cel__start(cel_worker_t *worker, cel__request_t *request)
+/* Why a request must not start: "revoked", "expired" or NULL. */
+static const char *stop_reason(const cel_worker_t *worker,
+                               const cel__request_t *request)
 {
     if (cel__revoked_contains(worker->revoked, request->msg.id,
-                              cel__monotonic())) {
-        cel__revoke_request(worker, request, "revoked", 0);
-        cel__request_free(request);
+                              cel__monotonic()))
+        return "revoked";
+    if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts)
+        return "expired";
+    return NULL;
+}
+
+/* Settles and frees a request that must not start; returns false, doing
+ * nothing, for one that may. */
+static bool drop_if_stopped(cel_worker_t *worker, cel__request_t *request)
+{
+    const char *reason = stop_reason(worker, request);
+    if (reason == NULL)
+        return false;
+    cel__revoke_request(worker, request, reason, 0);
+    cel__request_free(request);
+    return true;
+}
+
+/* Counts the request as started, and sends the task-started event and
+ * the STARTED state where they are enabled. */
+static void record_start(cel_worker_t *worker, cel__request_t *request)
+{
+    worker->processed++;
+    request->task->accepted++;
+    request->time_start = cel__now();
+    cel__event_task(worker, "task-started", request, NULL);
+    cel__store_started(worker, request);
+}
+
+void cel__start(cel_worker_t *worker, cel__request_t *request)
+{
+    if (drop_if_stopped(worker, request))
         return;
-    }
-    if (request->msg.expires != NULL && cel__now() > request->msg.expires_ts) {
-        cel__revoke_expired(worker, request);
-        cel__request_free(request);
-        return;
-    }
     if (!acks_late(worker, request->task) && !cel__ack(worker, request)) {
         /* The connection is gone, so the broker delivers the message again;
          * running it here too would run it twice. */
@@ -512,12 +538,8 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
         cel__request_free(request);
         return;
     }
-    worker->processed++;
-    request->task->accepted++;
-    request->time_start = cel__now();
-    cel__event_task(worker, "task-started", request, NULL);
     /* Before submit, because the pool may free the request. */
-    cel__store_started(worker, request);
+    record_start(worker, request);
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
     cel__pool_t *pool = worker->pool;
@@ -533,4 +555,36 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
         };
         cel__settle(worker, request, &run);
     }
+}
+
+void cel__queue(cel_worker_t *worker, cel__request_t *request)
+{
+    if (drop_if_stopped(worker, request))
+        return;
+    double soft = soft_limit(worker, request);
+    double hard = cel__hard_limit(worker, request);
+    if (worker->pool->ops->queue(worker->pool, request, soft, hard) != CEL_OK)
+        cel__start(worker, request);
+}
+
+void cel__promote(cel_worker_t *worker, cel__request_t *request)
+{
+    const char *reason = stop_reason(worker, request);
+    bool connection_lost =
+        request->connection_epoch != worker->connection_epoch ||
+        worker->broker == NULL;
+    if ((reason != NULL || connection_lost) &&
+        worker->pool->ops->withdraw(worker->pool, request) != NULL) {
+        /* A message of a closed connection is the broker's again. */
+        if (!connection_lost)
+            cel__revoke_request(worker, request, reason, 0);
+        cel__request_free(request);
+        return;
+    }
+    if (!acks_late(worker, request->task) && !cel__ack(worker, request))
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Task %s[%s] started although its ack could not be sent; "
+                 "the broker will deliver it again",
+                 request->msg.task, request->msg.id);
+    record_start(worker, request);
 }

@@ -84,6 +84,22 @@ typedef struct cel__pool_ops {
     /* Sends `signum` to the process running `task_id`, when the pool can;
      * returns false when no such task runs or the pool cannot. */
     bool (*terminate)(cel__pool_t *pool, const char *task_id, int signum);
+    /* Queues a request behind the task a busy process runs, so that the
+     * process starts it without waiting for the main process. NULL when
+     * the pool cannot; the caller checks has_queue_room first. The pool
+     * calls `promote` just before the request starts. */
+    int (*queue)(cel__pool_t *pool, cel__request_t *request, double soft,
+                 double hard);
+    /* True when queue would find a busy process with an empty queue. */
+    bool (*has_queue_room)(const cel__pool_t *pool);
+    /* Takes back a queued request that has not started: `request`, or the
+     * first one when NULL. Returns it, or NULL when it has started or none
+     * waits. */
+    cel__request_t *(*withdraw)(cel__pool_t *pool,
+                                const cel__request_t *request);
+    /* Writes up to `max` queued requests (borrowed); returns the count. */
+    int (*list_queued)(const cel__pool_t *pool, const cel__request_t **out,
+                       int max);
     /* Writes up to `max` process ids of the pool; returns the count. */
     int (*list_pids)(const cel__pool_t *pool, int *out, int max);
     /* Stops every process or thread; running tasks are abandoned. */
@@ -103,6 +119,12 @@ struct cel__pool {
     int busy;
     const char *hostname;
     cel__pool_done_fn done;
+    /* A queued request is about to start. The owner acks it, or takes it
+     * back with ops->withdraw when it must not run. */
+    void (*promote)(void *owner, cel__request_t *request);
+    /* A queued request the pool took back because its process ended. The
+     * owner takes ownership. */
+    void (*give_back)(void *owner, cel__request_t *request);
     void *owner;
     cel_app_t *app;
     /* Descriptors a forked child closes, such as the broker socket. */
@@ -121,6 +143,17 @@ cel__pool_t *cel__pool_prefork_new(int size);
 static inline bool cel__pool_has_idle(const cel__pool_t *pool)
 {
     return pool->busy < pool->size;
+}
+
+static inline bool cel__pool_has_queue_room(const cel__pool_t *pool)
+{
+    return pool->ops->queue != NULL && pool->ops->has_queue_room(pool);
+}
+
+/* Takes back the first queued request that has not started, or NULL. */
+static inline cel__request_t *cel__pool_withdraw_any(cel__pool_t *pool)
+{
+    return pool->ops->withdraw ? pool->ops->withdraw(pool, NULL) : NULL;
 }
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * The prefork pool: task code runs in forked child processes, one task at a
  * time each, so a crash or a hard time limit costs one child and never the
- * worker. The main process keeps the broker connection.
+ * worker. The main process keeps the broker connection. A busy child may
+ * also hold one queued request, which it starts as soon as its task ends
+ * (see claim_state_t).
  *
  * Parent and child talk over two Unix stream sockets, one for each
  * direction, in frames: a 4-byte
@@ -22,10 +24,12 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -38,11 +42,16 @@ typedef struct child {
     int fd;                  /* the parent's end of the reply socket */
     int request_fd;          /* the parent's end of the request socket */
     cel__request_t *request; /* set while the child runs a task */
-    double hard;             /* seconds; 0 = none */
-    double deadline;         /* monotonic; 0 = none */
-    double respawn_at;       /* monotonic; when a slot without a process
-                                gets one again */
-    char *buf;               /* bytes received, not yet a whole frame */
+    /* Sent while the child runs `request`, to start when that ends. */
+    cel__request_t *queued;
+    uint64_t queued_claim;  /* the claim number sent with `queued` */
+    uint64_t running_claim; /* the claim of `request`, 0 when unqueued */
+    double queued_hard;
+    double hard;       /* seconds; 0 = none */
+    double deadline;   /* monotonic; 0 = none */
+    double respawn_at; /* monotonic; when a slot without a process
+                          gets one again */
+    char *buf;         /* bytes received, not yet a whole frame */
     size_t len;
     size_t cap;
 } child_t;
@@ -51,9 +60,35 @@ typedef struct prefork_pool {
     cel__pool_t base;
     child_t *children;
     pid_t parent_pid;
+    /* One claim word per slot, shared with the children (see claim_t). */
+    _Atomic uint64_t *claims;
+    uint64_t last_claim;
     double last_loss; /* monotonic time a child last died */
     int loss_streak;  /* children lost less than a second apart */
 } prefork_pool_t;
+
+/*
+ * A child may hold a queued request in its socket while it runs another,
+ * so it goes from one task to the next without waiting for the main
+ * process. The main process can still take a queued request back (for an
+ * idle child, a revoke or a shutdown) until the child starts it: each
+ * queued request carries a claim number, and the slot's shared word holds
+ * that number times 4 plus the state below. The child moves it from
+ * CLAIM_QUEUED to CLAIM_STARTED, the main process to CLAIM_WITHDRAWN, both
+ * with compare-and-swap, so exactly one of them wins. A child skips a
+ * request it loses, without a reply. Claim number 0 means "run it": the
+ * main process sends it only to an idle child and never takes it back.
+ */
+typedef enum claim_state {
+    CLAIM_QUEUED = 1,
+    CLAIM_STARTED = 2,
+    CLAIM_WITHDRAWN = 3,
+} claim_state_t;
+
+static uint64_t claim_word(uint64_t claim, claim_state_t state)
+{
+    return claim * 4 + (uint64_t)state;
+}
 
 /* Children that die in quick succession (a task that crashes each time it
  * is requeued) are replaced after a growing delay, up to this long. */
@@ -224,7 +259,8 @@ static void put_text(field_writer_t *w, const char *text)
 }
 
 /* Sends a request to a child, without the headers. */
-static int send_request(int fd, const cel__request_t *request, double soft)
+static int send_request(int fd, const cel__request_t *request, double soft,
+                        uint64_t claim)
 {
     const cel__task_message_t *msg = &request->msg;
     const char *texts[REQUEST_TEXTS] = {
@@ -232,7 +268,7 @@ static int send_request(int fd, const cel__request_t *request, double soft)
         msg->parent_id, msg->group,        msg->eta,
         msg->expires,   request->exchange, request->routing_key,
     };
-    size_t fixed = 4 + 1 + sizeof soft + 4;
+    size_t fixed = 4 + 1 + sizeof soft + sizeof claim + 4;
     for (int i = 0; i < REQUEST_TEXTS; i++) {
         size_t len = texts[i] ? strlen(texts[i]) : 0;
         if (len >= NO_TEXT)
@@ -263,6 +299,8 @@ static int send_request(int fd, const cel__request_t *request, double soft)
     w.data[w.len++] = request->redelivered ? 1 : 0;
     memcpy(w.data + w.len, &soft, sizeof soft);
     w.len += sizeof soft;
+    memcpy(w.data + w.len, &claim, sizeof claim);
+    w.len += sizeof claim;
     if (request->body != NULL) {
         put_u32(&w, NO_TEXT);
         const struct iovec tail[2] = {
@@ -363,7 +401,7 @@ static void take_body_arguments(field_reader_t *r, cel__task_message_t *msg)
 /* Builds the child's copy of a request from the tail of its frame; NULL
  * when the frame is bad or the task is unknown. */
 static cel__request_t *decode_request(cel_app_t *app, const char *bytes,
-                                      size_t len, double *soft)
+                                      size_t len, double *soft, uint64_t *claim)
 {
     cel__request_t *request = calloc(1, sizeof *request);
     if (request == NULL)
@@ -386,6 +424,9 @@ static cel__request_t *decode_request(cel_app_t *app, const char *bytes,
     const unsigned char *limit = take_bytes(&r, sizeof *soft);
     if (limit != NULL)
         memcpy(soft, limit, sizeof *soft);
+    const unsigned char *claimed = take_bytes(&r, sizeof *claim);
+    if (claimed != NULL)
+        memcpy(claim, claimed, sizeof *claim);
     msg->headers = NULL; /* fetched when the task reads them */
     uint32_t args_len = take_u32(&r);
     if (args_len == NO_TEXT) {
@@ -538,7 +579,19 @@ static void child_failure(cel__run_t *run, const char *message)
     run->exc_message = strdup(message);
 }
 
-static void child_main(prefork_pool_t *pool, int request_fd, int reply_fd)
+/* True when the child may run a request sent with `claim`: an unqueued
+ * one, or a queued one the main process has not taken back. */
+static bool child_claims(prefork_pool_t *pool, int index, uint64_t claim)
+{
+    if (claim == 0)
+        return true;
+    uint64_t expected = claim_word(claim, CLAIM_QUEUED);
+    return atomic_compare_exchange_strong(&pool->claims[index], &expected,
+                                          claim_word(claim, CLAIM_STARTED));
+}
+
+static void child_main(prefork_pool_t *pool, int index, int request_fd,
+                       int reply_fd)
 {
     /* A warm shutdown lets running tasks finish even when the signal went
      * to every process of the worker, as systemd sends it. */
@@ -567,8 +620,13 @@ static void child_main(prefork_pool_t *pool, int request_fd, int reply_fd)
             _exit(0);
         json_decref(object);
         double soft = 0;
+        uint64_t claim = 0;
         cel__request_t *request =
-            decode_request(pool->base.app, job, job_len, &soft);
+            decode_request(pool->base.app, job, job_len, &soft, &claim);
+        if (!child_claims(pool, index, claim)) {
+            cel__request_free(request);
+            continue;
+        }
         if (request != NULL)
             request->fetch_headers = fetch_headers;
         cel__run_t run;
@@ -599,6 +657,7 @@ static int spawn(prefork_pool_t *pool, int index)
 {
     child_t *child = &pool->children[index];
     int request[2], reply[2];
+    atomic_store(&pool->claims[index], 0);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, request) != 0)
         return CEL_ENOMEM;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, reply) != 0) {
@@ -625,7 +684,7 @@ static int spawn(prefork_pool_t *pool, int index)
                             : -1;
         if (inherited >= 0)
             close(inherited);
-        child_main(pool, request[1], reply[1]);
+        child_main(pool, index, request[1], reply[1]);
         _exit(0);
     }
     close(request[1]);
@@ -682,12 +741,61 @@ static void replace(prefork_pool_t *pool, int index)
     }
 }
 
+/* Takes the queued request of `child` back if the child has not started
+ * it; returns it or NULL. */
+static cel__request_t *withdraw_from(prefork_pool_t *pool, child_t *child)
+{
+    cel__request_t *request = child->queued;
+    if (request == NULL)
+        return NULL;
+    uint64_t expected = claim_word(child->queued_claim, CLAIM_QUEUED);
+    if (!atomic_compare_exchange_strong(
+            &pool->claims[child - pool->children], &expected,
+            claim_word(child->queued_claim, CLAIM_WITHDRAWN)))
+        return NULL;
+    child->queued = NULL;
+    return request;
+}
+
+/* Gives the owner back the queued request of a child that has ended.
+ * Such a child cannot have started it: it replies to its running task
+ * before it reads the next, and every reply is read before the EOF. */
+static void give_back_queued(prefork_pool_t *pool, child_t *child)
+{
+    cel__request_t *request = withdraw_from(pool, child);
+    if (request != NULL)
+        pool->base.give_back(pool->base.owner, request);
+}
+
+/* Makes the child's queued request its running one, unless the owner
+ * takes it back in `promote`. */
+static void promote_queued(prefork_pool_t *pool, child_t *child)
+{
+    cel__request_t *next = child->queued;
+    if (next == NULL)
+        return;
+    pool->base.promote(pool->base.owner, next);
+    if (child->queued != next)
+        return;
+    child->queued = NULL;
+    child->request = next;
+    child->running_claim = child->queued_claim;
+    next->worker_pid = (int)child->pid;
+    child->hard = child->queued_hard;
+    child->deadline = child->hard > 0 ? cel__monotonic() + child->hard : 0;
+    pool->base.busy++;
+}
+
 static void finish(prefork_pool_t *pool, child_t *child, cel__run_t *run)
 {
     cel__request_t *request = child->request;
     child->request = NULL;
     child->deadline = 0;
     pool->base.busy--;
+    /* The child goes on to its queued request as soon as it has replied,
+     * so that one starts now, and its ack goes out with this result. */
+    if (child->pid > 0)
+        promote_queued(pool, child);
     pool->base.done(pool->base.owner, request, run);
 }
 
@@ -697,6 +805,7 @@ static void on_child_exit(prefork_pool_t *pool, int index)
     child_t *child = &pool->children[index];
     pid_t pid = child->pid;
     int status = reap(child);
+    give_back_queued(pool, child);
     if (child->request != NULL) {
         cel__run_t run = {.kind = CEL__RUN_LOST};
         if (WIFSIGNALED(status))
@@ -719,6 +828,7 @@ static void kill_at_limit(prefork_pool_t *pool, int index)
     child_t *child = &pool->children[index];
     kill(child->pid, SIGKILL);
     reap(child);
+    give_back_queued(pool, child);
     cel__run_t run = {.kind = CEL__RUN_TIME_LIMIT, .limit = child->hard};
     finish(pool, child, &run);
     replace(pool, index);
@@ -835,8 +945,9 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         child_t *child = &pool->children[i];
         if (child->pid < 0 || child->request != NULL)
             continue;
-        int status = send_request(child->request_fd, request, soft);
+        int status = send_request(child->request_fd, request, soft, 0);
         child->request = request;
+        child->running_claim = 0;
         request->worker_pid = (int)child->pid;
         child->hard = hard;
         child->deadline = hard > 0 ? cel__monotonic() + hard : 0;
@@ -849,6 +960,78 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         return CEL_OK;
     }
     return CEL_EINVAL;
+}
+
+/* A child that runs a task, with nothing queued behind it. The slot has
+ * one claim word, so a request queued earlier must have been claimed
+ * before the word takes the next claim. */
+static bool has_room(const prefork_pool_t *pool, int index)
+{
+    const child_t *child = &pool->children[index];
+    return child->pid > 0 && child->request != NULL && child->queued == NULL &&
+           (child->running_claim == 0 ||
+            atomic_load(&pool->claims[index]) ==
+                claim_word(child->running_claim, CLAIM_STARTED));
+}
+
+static bool prefork_has_queue_room(const cel__pool_t *base)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++)
+        if (has_room(pool, i))
+            return true;
+    return false;
+}
+
+static int prefork_queue(cel__pool_t *base, cel__request_t *request,
+                         double soft, double hard)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (!has_room(pool, i))
+            continue;
+        uint64_t claim = ++pool->last_claim;
+        atomic_store(&pool->claims[i], claim_word(claim, CLAIM_QUEUED));
+        child->queued = request;
+        child->queued_claim = claim;
+        child->queued_hard = hard;
+        if (send_request(child->request_fd, request, soft, claim) != 0) {
+            /* The child is gone or stuck: end it and report the loss;
+             * the queued request goes back to the owner. */
+            kill(child->pid, SIGKILL);
+            on_child_exit(pool, i);
+        }
+        return CEL_OK;
+    }
+    return CEL_EINVAL;
+}
+
+static cel__request_t *prefork_withdraw(cel__pool_t *base,
+                                        const cel__request_t *request)
+{
+    prefork_pool_t *pool = (prefork_pool_t *)base;
+    for (int i = 0; i < base->size; i++) {
+        child_t *child = &pool->children[i];
+        if (child->queued == NULL ||
+            (request != NULL && child->queued != request))
+            continue;
+        cel__request_t *taken = withdraw_from(pool, child);
+        if (taken != NULL || request != NULL)
+            return taken;
+    }
+    return NULL;
+}
+
+static int prefork_list_queued(const cel__pool_t *base,
+                               const cel__request_t **out, int max)
+{
+    const prefork_pool_t *pool = (const prefork_pool_t *)base;
+    int count = 0;
+    for (int i = 0; i < base->size && count < max; i++)
+        if (pool->children[i].queued != NULL)
+            out[count++] = pool->children[i].queued;
+    return count;
 }
 
 static int prefork_poll_fds(cel__pool_t *base, struct pollfd *fds, int max)
@@ -979,6 +1162,7 @@ static void prefork_stop(cel__pool_t *base)
             kill(child->pid, SIGKILL);
         shutdown(child->request_fd, SHUT_RDWR);
         reap(child);
+        cel__request_free(withdraw_from(pool, child));
         if (child->request != NULL) {
             cel__request_free(child->request);
             child->request = NULL;
@@ -993,6 +1177,7 @@ static void prefork_free(cel__pool_t *base)
     for (int i = 0; i < base->size; i++)
         free(pool->children[i].buf);
     free(pool->children);
+    munmap(pool->claims, (size_t)base->size * sizeof *pool->claims);
     free(pool);
 }
 
@@ -1005,6 +1190,10 @@ static const cel__pool_ops_t PREFORK_OPS = {
     .is_running = prefork_is_running,
     .list_running = prefork_list_running,
     .terminate = prefork_terminate,
+    .queue = prefork_queue,
+    .has_queue_room = prefork_has_queue_room,
+    .withdraw = prefork_withdraw,
+    .list_queued = prefork_list_queued,
     .list_pids = prefork_list_pids,
     .stop = prefork_stop,
     .free = prefork_free,
@@ -1016,10 +1205,18 @@ cel__pool_t *cel__pool_prefork_new(int size)
     if (pool == NULL)
         return NULL;
     pool->children = calloc((size_t)size, sizeof *pool->children);
-    if (pool->children == NULL) {
+    /* Zeroed, and shared with every child forked later. */
+    void *claims =
+        mmap(NULL, (size_t)size * sizeof *pool->claims, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (pool->children == NULL || claims == MAP_FAILED) {
+        if (claims != MAP_FAILED)
+            munmap(claims, (size_t)size * sizeof *pool->claims);
+        free(pool->children);
         free(pool);
         return NULL;
     }
+    pool->claims = claims;
     for (int i = 0; i < size; i++) {
         pool->children[i].pid = -1;
         pool->children[i].fd = -1;

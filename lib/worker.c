@@ -531,22 +531,38 @@ static void dispatch_rate_held(cel_worker_t *worker)
         update_prefetch(worker);
 }
 
-/* Hands ready requests to idle pool slots, oldest first. A rate-limited
- * task waits in its own queue, so it never delays other tasks. */
+/* Hands ready requests to idle pool slots, oldest first, then queues
+ * more behind running tasks where the pool can. A rate-limited task waits
+ * in its own queue, so it never delays other tasks. When nothing else is
+ * ready, an idle slot takes back a request queued behind a busy one, so a
+ * short task does not wait for a long one while a slot is free. */
 static void dispatch_ready(cel_worker_t *worker)
 {
     dispatch_rate_held(worker);
     bool held = false;
-    while (worker->ready.count > 0 && cel__pool_has_idle(worker->pool) &&
-           !worker->stop_requested) {
+    cel__pool_t *pool = worker->pool;
+    while (worker->ready.count > 0 && !worker->stop_requested) {
+        /* A task with an expiry time is not queued, so that it is checked
+         * just before it starts. */
+        const cel__request_t *next = worker->ready.items[worker->ready.head];
+        if (!cel__pool_has_idle(pool) &&
+            (next->msg.expires != NULL || !cel__pool_has_queue_room(pool)))
+            break;
         cel__request_t *request = cel__ready_pop(&worker->ready);
         if (request->task->rate_per_second > 0) {
             queue_or_requeue(worker, &worker->rate_held, request);
             held = true;
             continue;
         }
-        cel__start(worker, request);
+        if (cel__pool_has_idle(pool))
+            cel__start(worker, request);
+        else
+            cel__queue(worker, request);
     }
+    cel__request_t *queued;
+    while (!worker->stop_requested && cel__pool_has_idle(pool) &&
+           (queued = cel__pool_withdraw_any(pool)) != NULL)
+        cel__start(worker, queued);
     if (held) {
         dispatch_rate_held(worker);
         if (worker->broker != NULL)
@@ -560,6 +576,12 @@ static void requeue_waiting(cel_worker_t *worker)
     size_t count =
         worker->ready.count + worker->eta.count + worker->rate_held.count;
     cel__request_t *request;
+    /* Queued requests the pool has not started are waiting too. */
+    while ((request = cel__pool_withdraw_any(worker->pool)) != NULL) {
+        cel__reject(worker, request, true);
+        cel__request_free(request);
+        count++;
+    }
     while ((request = cel__ready_pop(&worker->ready)) != NULL) {
         cel__reject(worker, request, true);
         cel__request_free(request);
@@ -582,6 +604,18 @@ static void requeue_waiting(cel_worker_t *worker)
 static void on_pool_done(void *owner, cel__request_t *request, cel__run_t *run)
 {
     cel__settle(owner, request, run);
+}
+
+static void on_pool_promote(void *owner, cel__request_t *request)
+{
+    cel__promote(owner, request);
+}
+
+/* A queued request whose process ended waits for the next free slot. */
+static void on_pool_give_back(void *owner, cel__request_t *request)
+{
+    cel_worker_t *worker = owner;
+    queue_or_requeue(worker, &worker->ready, request);
 }
 
 static int inherited_broker_fd(void *owner)
@@ -665,6 +699,9 @@ static void close_session(cel_worker_t *worker)
     cel__ready_clear(&worker->ready);
     cel__ready_clear(&worker->duplicates);
     cel__ready_clear(&worker->rate_held);
+    cel__request_t *queued;
+    while ((queued = cel__pool_withdraw_any(worker->pool)) != NULL)
+        cel__request_free(queued);
     keep_unsent_publishes(worker);
     cel__broker_free(worker->broker);
     worker->broker = NULL;
@@ -1181,6 +1218,8 @@ static int start_pool(cel_worker_t *worker)
     pool->hostname = worker->nodename;
     pool->owner = worker;
     pool->done = on_pool_done;
+    pool->promote = on_pool_promote;
+    pool->give_back = on_pool_give_back;
     pool->inherited_fd = inherited_broker_fd;
     worker->pool = pool;
     if (pool->ops->start(pool) != CEL_OK) {

@@ -119,6 +119,16 @@ void cel__store_exception(cel_worker_t *worker, const cel__task_message_t *msg,
  * acks_late, and hands it to the pool. Takes ownership of the request. */
 void cel__start(cel_worker_t *worker, cel__request_t *request);
 
+/* Queues a request in the pool behind a running task, after the same
+ * checks as cel__start. The caller checks cel__pool_has_queue_room. The
+ * ack waits until cel__promote. Takes ownership of the request. */
+void cel__queue(cel_worker_t *worker, cel__request_t *request);
+
+/* Called by the pool just before a queued request starts: acks it and
+ * records the start, or takes it back from the pool when it was revoked
+ * or has expired meanwhile, or its connection closed. */
+void cel__promote(cel_worker_t *worker, cel__request_t *request);
+
 /* Stores the outcome of a finished run and settles its message. Takes
  * ownership of the request and of the run's members. */
 void cel__settle(cel_worker_t *worker, cel__request_t *request,

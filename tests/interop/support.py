@@ -267,6 +267,17 @@ class WorkerProcess:
     def log_tail(self, lines=LOG_TAIL_LINES):
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def wait_for_log(self, text, timeout):
+        """Wait until the log contains ``text``; raise AssertionError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{text!r} not logged in {timeout} s; log {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
     def log_offset(self):
         """Return the current log size, to read only later lines with ``log_since``."""
         try:

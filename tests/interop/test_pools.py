@@ -1,12 +1,14 @@
 """Execution pools: prefork and threads run tasks in parallel, solo one at a time."""
 
+import os
+import signal
 import time
 
 import pytest
 from billiard.exceptions import WorkerLostError
 
 from conftest import run_task
-from support import RESULT_TIMEOUT
+from support import RESULT_TIMEOUT, child_pids
 
 TASK_COUNT = 4
 TASK_SECONDS = 1.0
@@ -15,6 +17,16 @@ TASK_SECONDS = 1.0
 PARALLEL_BOUND = 2.5
 # Four one-second sleeps run one after another take at least this long.
 SERIAL_MINIMUM = 3.5
+# Beside a long task, a shorter one occupies the other prefork child while
+# short tasks arrive, so the worker lines one of them up behind each.
+LONG_SECONDS = 4.0
+BRIEF_SECONDS = 1.0
+SHORT_COUNT = 6
+# The short tasks must all have finished this long after they were sent,
+# well before the long task ends.
+SHORT_BOUND = 2.5
+# Seconds to wait for a worker to log that it received a task.
+LOG_WAIT = 10.0
 
 
 def run_sleeps(client, worker):
@@ -66,3 +78,52 @@ def test_default_pool_is_prefork(client, worker_factory):
     with pytest.raises(WorkerLostError):
         crashed.get(timeout=RESULT_TIMEOUT)
     assert run_task(client, worker, "tasks.add", args=[2, 3]) == 5
+
+
+def wait_for_received(worker, task_name, task_id):
+    """Wait until the worker has logged receiving ``task_id``, then a little more.
+
+    The pause lets the worker hand the task on after the log line.
+    """
+    worker.wait_for_log(f"Task {task_name}[{task_id}] received", LOG_WAIT)
+    time.sleep(0.3)
+
+
+def test_short_tasks_pass_long_one(client, worker_factory):
+    """Once the brief task ends, its child runs every short one.
+
+    No short task waits for the long one, not even one that the worker had
+    already lined up behind it.
+    """
+    worker = worker_factory(pool_args=["-c", "2", "-P", "prefork"])
+    long_task = client.send_task("tasks.sleep", args=[LONG_SECONDS], queue=worker.queue)
+    wait_for_received(worker, "tasks.sleep", long_task.id)
+    brief_task = client.send_task("tasks.sleep", args=[BRIEF_SECONDS], queue=worker.queue)
+    wait_for_received(worker, "tasks.sleep", brief_task.id)
+    started = time.monotonic()
+    short = [client.send_task("tasks.add", args=[i, i], queue=worker.queue)
+             for i in range(SHORT_COUNT)]
+    expected = [2 * i for i in range(SHORT_COUNT)]
+    assert client.ResultSet(short).get(timeout=RESULT_TIMEOUT) == expected
+    elapsed = time.monotonic() - started
+    assert elapsed < SHORT_BOUND, (
+        f"{SHORT_COUNT} adds took {elapsed:.2f} s beside a sleep of {LONG_SECONDS} s"
+    )
+    assert brief_task.get(timeout=RESULT_TIMEOUT) is None
+    assert long_task.get(timeout=RESULT_TIMEOUT) is None
+
+
+def test_killed_child_spares_next_task(client, worker_factory):
+    """A task waiting for the only child runs on its replacement after a kill -9."""
+    worker = worker_factory(pool_args=["-c", "1", "-P", "prefork"], new_session=True)
+    sleeping = client.send_task("tasks.sleep", args=[30], queue=worker.queue)
+    wait_for_received(worker, "tasks.sleep", sleeping.id)
+    waiting = client.send_task("tasks.add", args=[2, 3], queue=worker.queue)
+    wait_for_received(worker, "tasks.add", waiting.id)
+    children = child_pids(worker.process.pid)
+    assert len(children) == 1, f"pool processes: {children}"
+
+    os.kill(children[0], signal.SIGKILL)
+    with pytest.raises(WorkerLostError):
+        sleeping.get(timeout=RESULT_TIMEOUT)
+    assert waiting.get(timeout=RESULT_TIMEOUT) == 5

@@ -36,14 +36,8 @@ def wait_until_started(worker, results, timeout=RESULT_TIMEOUT):
     """
     deadline = time.monotonic() + timeout
     for result in results:
-        pattern = f"Task tasks.sleep[{result.id}] received"
-        while pattern not in worker.log_text():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{pattern!r} not logged in {timeout} s; log {worker.log_path}:\n"
-                    f"{worker.log_tail()}"
-                )
-            time.sleep(0.05)
+        worker.wait_for_log(f"Task tasks.sleep[{result.id}] received",
+                            max(0.0, deadline - time.monotonic()))
     time.sleep(0.3)
 
 

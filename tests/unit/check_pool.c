@@ -1062,6 +1062,135 @@ START_TEST(test_prefork_reply_before_exit_is_not_lost)
 }
 END_TEST
 
+/* ---- requests queued behind a running task (prefork) ------------------ */
+
+/* What the pool handed to the owner's promote and give_back callbacks. */
+typedef struct queue_events {
+    int promoted;
+    cel__request_t *given_back; /* owned */
+} queue_events_t;
+
+static queue_events_t queue_events;
+
+static void record_promote(void *owner, cel__request_t *request)
+{
+    (void)owner;
+    (void)request;
+    queue_events.promoted++;
+}
+
+static void record_give_back(void *owner, cel__request_t *request)
+{
+    (void)owner;
+    cel__request_free(queue_events.given_back);
+    queue_events.given_back = request;
+}
+
+/* Starts a prefork pool of one child that runs a sleep of `seconds` and
+ * has room to queue a request behind it. */
+static cel__pool_t *pool_with_running_sleep(double seconds, double hard,
+                                            int *sleep_serial)
+{
+    memset(&queue_events, 0, sizeof queue_events);
+    cel__pool_t *pool = pool_start("prefork", 1);
+    pool->promote = record_promote;
+    pool->give_back = record_give_back;
+    ck_assert(!cel__pool_has_queue_room(pool));
+    *sleep_serial =
+        submit_task(pool, "tests.sleep", json_pack("[f]", seconds), 0, hard);
+    ck_assert(cel__pool_has_queue_room(pool));
+    return pool;
+}
+
+static int queue_add(cel__pool_t *pool, cel__request_t **queued)
+{
+    int serial = 0;
+    cel__request_t *request =
+        request_new("tests.add", json_pack("[ii]", 2, 3), &serial);
+    ck_assert_int_eq(pool->ops->queue(pool, request, 0, 0), CEL_OK);
+    ck_assert(!cel__pool_has_queue_room(pool));
+    if (queued != NULL)
+        *queued = request;
+    return serial;
+}
+
+START_TEST(test_prefork_queued_request_runs_next)
+{
+    int sleep_serial;
+    cel__pool_t *pool = pool_with_running_sleep(0.2, 0, &sleep_serial);
+    const cel__request_t *queued = NULL;
+    int add_serial = queue_add(pool, (cel__request_t **)&queued);
+    ck_assert_int_eq(pool->busy, 1);
+    ck_assert_int_eq(pool->ops->list_queued(pool, &queued, 1), 1);
+    ck_assert(!pool->ops->is_running(pool, queued->msg.id));
+
+    wait_for_runs(pool, 2);
+    ck_assert_int_eq(queue_events.promoted, 1);
+    ck_assert_ptr_null(queue_events.given_back);
+    ck_assert_int_eq(find_run(sleep_serial)->kind, CEL__RUN_SUCCESS);
+    assert_success_integer(find_run(add_serial), 5);
+    ck_assert_int_eq(pool->busy, 0);
+    ck_assert_int_eq(pool->ops->list_queued(pool, &queued, 1), 0);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_withdrawn_request_never_runs)
+{
+    int sleep_serial;
+    cel__pool_t *pool = pool_with_running_sleep(0.2, 0, &sleep_serial);
+    cel__request_t *queued = NULL;
+    queue_add(pool, &queued);
+    ck_assert_ptr_eq(pool->ops->withdraw(pool, NULL), queued);
+    cel__request_free(queued);
+    ck_assert_ptr_null(pool->ops->withdraw(pool, NULL));
+    ck_assert(cel__pool_has_queue_room(pool));
+
+    wait_for_runs(pool, 1);
+    service_for(pool, 0.3);
+    ck_assert_int_eq(recorder.count, 1);
+    ck_assert_int_eq(queue_events.promoted, 0);
+    /* The child skips the withdrawn request and runs the next one. */
+    int add = submit_task(pool, "tests.add", json_pack("[ii]", 20, 22), 0, 0);
+    wait_for_runs(pool, 2);
+    assert_success_integer(find_run(add), 42);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_started_request_cannot_be_withdrawn)
+{
+    int sleep_serial;
+    cel__pool_t *pool = pool_with_running_sleep(0.05, 0, &sleep_serial);
+    queue_add(pool, NULL);
+    /* The child claims the queued request as soon as the sleep ends, before
+     * the main process reads the sleep's reply. */
+    sleep_seconds(0.5);
+    ck_assert_ptr_null(pool->ops->withdraw(pool, NULL));
+    wait_for_runs(pool, 2);
+    ck_assert_int_eq(queue_events.promoted, 1);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_queued_request_given_back_at_hard_limit)
+{
+    int sleep_serial;
+    cel__pool_t *pool = pool_with_running_sleep(5, 0.3, &sleep_serial);
+    cel__request_t *queued = NULL;
+    queue_add(pool, &queued);
+
+    wait_for_runs(pool, 1);
+    ck_assert_int_eq(find_run(sleep_serial)->kind, CEL__RUN_TIME_LIMIT);
+    ck_assert_ptr_eq(queue_events.given_back, queued);
+    ck_assert_int_eq(queue_events.promoted, 0);
+    ck_assert_int_eq(pool->busy, 0);
+    cel__request_free(queue_events.given_back);
+    queue_events.given_back = NULL;
+    pool_finish(pool);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
     Suite *suite = suite_create("pool");
@@ -1120,6 +1249,11 @@ static Suite *pool_suite(void)
     tcase_add_test(prefork, test_prefork_stop_leaves_no_child);
     tcase_add_test(prefork, test_prefork_kept_body_reaches_task);
     tcase_add_test(prefork, test_prefork_kept_body_nulls_become_empty);
+    tcase_add_test(prefork, test_prefork_queued_request_runs_next);
+    tcase_add_test(prefork, test_prefork_withdrawn_request_never_runs);
+    tcase_add_test(prefork, test_prefork_started_request_cannot_be_withdrawn);
+    tcase_add_test(prefork,
+                   test_prefork_queued_request_given_back_at_hard_limit);
     suite_add_tcase(suite, prefork);
 
     /* Tests that pin a bug still open in the code under test. */

@@ -557,14 +557,16 @@ void cel__start(cel_worker_t *worker, cel__request_t *request)
     }
 }
 
-void cel__queue(cel_worker_t *worker, cel__request_t *request)
+bool cel__queue(cel_worker_t *worker, cel__request_t *request)
 {
     if (drop_if_stopped(worker, request))
-        return;
+        return true;
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
-    if (worker->pool->ops->queue(worker->pool, request, soft, hard) != CEL_OK)
-        cel__start(worker, request);
+    if (worker->pool->ops->queue(worker->pool, request, soft, hard) == CEL_OK)
+        return true;
+    request->not_queueable = true;
+    return false;
 }
 
 void cel__promote(cel_worker_t *worker, cel__request_t *request)

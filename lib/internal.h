@@ -131,6 +131,8 @@ typedef struct cel__request {
     int worker_pid;       /* the process running it, 0 until started */
     int terminate_signal; /* revoke(terminate=True) sent this signal */
     bool settled;         /* acked or rejected already */
+    /* The pool refused to queue it behind a running task (too long). */
+    bool not_queueable;
     /* The body as received. It is kept only for a pool that takes bodies,
      * and only when it is a long, uncompressed v2 list. A prefork child
      * then parses it, so the main process does not write the arguments

@@ -46,6 +46,9 @@ typedef struct child {
     cel__request_t *queued;
     uint64_t queued_claim;  /* the claim number sent with `queued` */
     uint64_t running_claim; /* the claim of `request`, 0 when unqueued */
+    /* A withdrawn request may still wait unread in the child's socket;
+     * cleared by the child's next reply, after which it reads on. */
+    bool withdrawn_unread;
     double queued_hard;
     double hard;       /* seconds; 0 = none */
     double deadline;   /* monotonic; 0 = none */
@@ -89,6 +92,13 @@ static uint64_t claim_word(uint64_t claim, claim_state_t state)
 {
     return claim * 4 + (uint64_t)state;
 }
+
+/* A queued request is written while the child runs a task and does not
+ * read, so its frame must fit in the socket's buffer (about 208 KiB by
+ * default on Linux) beside one withdrawn frame the child has not read yet.
+ * Otherwise the main process would block in the write while the child
+ * blocks writing its reply. Longer requests wait for an idle child. */
+#define QUEUED_FRAME_MAX ((size_t)64 * 1024)
 
 /* Children that die in quick succession (a task that crashes each time it
  * is requeued) are replaced after a growing delay, up to this long. */
@@ -258,9 +268,11 @@ static void put_text(field_writer_t *w, const char *text)
     w->len += len;
 }
 
-/* Sends a request to a child, without the headers. */
+/* Sends a request to a child, without the headers. Returns 0, -1 when the
+ * write failed, or 1 without writing when the frame would be longer than
+ * `max_len` (0 for no limit). */
 static int send_request(int fd, const cel__request_t *request, double soft,
-                        uint64_t claim)
+                        uint64_t claim, size_t max_len)
 {
     const cel__task_message_t *msg = &request->msg;
     const char *texts[REQUEST_TEXTS] = {
@@ -288,6 +300,11 @@ static int send_request(int fd, const cel__request_t *request, double soft,
         if (args == NULL || kwargs == NULL || args_len >= NO_TEXT ||
             kwargs_len > UINT32_MAX)
             goto out;
+    }
+    size_t variable = request->body ? request->body_len : args_len + kwargs_len;
+    if (max_len > 0 && fixed + variable > max_len) {
+        status = 1;
+        goto out;
     }
     fields = malloc(fixed);
     if (fields == NULL)
@@ -555,15 +572,58 @@ static frame_reader_t child_reader;
 /* Requests the headers of the running task from the main process. The
  * task gets an empty object when the reply has none, and the child exits
  * when the socket is closed. */
+/* A request frame's tail that a child read while it waited for headers. A
+ * queued request, or a withdrawn one, can come before the headers. */
+typedef struct held_request {
+    char *bytes;
+    size_t len;
+    struct held_request *next;
+} held_request_t;
+
+static held_request_t *held_head;
+static held_request_t **held_tail = &held_head;
+
+static void hold_request(const char *bytes, size_t len)
+{
+    held_request_t *held = malloc(sizeof *held);
+    char *copy = malloc(len ? len : 1);
+    if (held == NULL || copy == NULL)
+        _exit(3); /* the parent reports the running task as lost */
+    memcpy(copy, bytes, len);
+    *held = (held_request_t){copy, len, NULL};
+    *held_tail = held;
+    held_tail = &held->next;
+}
+
+static held_request_t *take_held_request(void)
+{
+    held_request_t *held = held_head;
+    if (held != NULL) {
+        held_head = held->next;
+        if (held_head == NULL)
+            held_tail = &held_head;
+    }
+    return held;
+}
+
 static json_t *fetch_headers(cel__request_t *request)
 {
     (void)request;
     const cel__json_member_t ask[] = {{.key = "fetch", .text = "headers"}};
     if (send_frame(child_reply_fd, ask, 1, NULL, 0) != 0)
         _exit(3);
-    json_t *reply = read_frame(child_request_fd, &child_reader, NULL, NULL);
-    if (reply == NULL)
-        _exit(3);
+    json_t *reply;
+    for (;;) {
+        const char *tail = NULL;
+        size_t tail_len = 0;
+        reply = read_frame(child_request_fd, &child_reader, &tail, &tail_len);
+        if (reply == NULL)
+            _exit(3);
+        if (json_object_get(reply, "headers") != NULL)
+            break;
+        hold_request(tail, tail_len);
+        json_decref(reply);
+    }
     json_t *headers = json_object_get(reply, "headers");
     headers = json_is_object(headers) ? json_incref(headers) : json_object();
     json_decref(reply);
@@ -615,14 +675,25 @@ static void child_main(prefork_pool_t *pool, int index, int request_fd,
     for (;;) {
         const char *job = NULL;
         size_t job_len = 0;
-        json_t *object = read_frame(request_fd, &child_reader, &job, &job_len);
-        if (object == NULL)
-            _exit(0);
-        json_decref(object);
+        held_request_t *held = take_held_request();
+        if (held != NULL) {
+            job = held->bytes;
+            job_len = held->len;
+        } else {
+            json_t *object =
+                read_frame(request_fd, &child_reader, &job, &job_len);
+            if (object == NULL)
+                _exit(0);
+            json_decref(object);
+        }
         double soft = 0;
         uint64_t claim = 0;
         cel__request_t *request =
             decode_request(pool->base.app, job, job_len, &soft, &claim);
+        if (held != NULL) {
+            free(held->bytes);
+            free(held);
+        }
         if (!child_claims(pool, index, claim)) {
             cel__request_free(request);
             continue;
@@ -693,6 +764,8 @@ static int spawn(prefork_pool_t *pool, int index)
     child->fd = reply[0];
     child->request_fd = request[0];
     child->len = 0;
+    child->running_claim = 0;
+    child->withdrawn_unread = false;
     return CEL_OK;
 }
 
@@ -754,6 +827,7 @@ static cel__request_t *withdraw_from(prefork_pool_t *pool, child_t *child)
             claim_word(child->queued_claim, CLAIM_WITHDRAWN)))
         return NULL;
     child->queued = NULL;
+    child->withdrawn_unread = true;
     return request;
 }
 
@@ -791,6 +865,7 @@ static void finish(prefork_pool_t *pool, child_t *child, cel__run_t *run)
     cel__request_t *request = child->request;
     child->request = NULL;
     child->deadline = 0;
+    child->withdrawn_unread = false;
     pool->base.busy--;
     /* The child goes on to its queued request as soon as it has replied,
      * so that one starts now, and its ack goes out with this result. */
@@ -945,7 +1020,7 @@ static int prefork_submit(cel__pool_t *base, cel__request_t *request,
         child_t *child = &pool->children[i];
         if (child->pid < 0 || child->request != NULL)
             continue;
-        int status = send_request(child->request_fd, request, soft, 0);
+        int status = send_request(child->request_fd, request, soft, 0, 0);
         child->request = request;
         child->running_claim = 0;
         request->worker_pid = (int)child->pid;
@@ -969,6 +1044,7 @@ static bool has_room(const prefork_pool_t *pool, int index)
 {
     const child_t *child = &pool->children[index];
     return child->pid > 0 && child->request != NULL && child->queued == NULL &&
+           !child->withdrawn_unread &&
            (child->running_claim == 0 ||
             atomic_load(&pool->claims[index]) ==
                 claim_word(child->running_claim, CLAIM_STARTED));
@@ -993,10 +1069,14 @@ static int prefork_queue(cel__pool_t *base, cel__request_t *request,
             continue;
         uint64_t claim = ++pool->last_claim;
         atomic_store(&pool->claims[i], claim_word(claim, CLAIM_QUEUED));
+        int status = send_request(child->request_fd, request, soft, claim,
+                                  QUEUED_FRAME_MAX);
+        if (status == 1)
+            return CEL_ETOOBIG;
         child->queued = request;
         child->queued_claim = claim;
         child->queued_hard = hard;
-        if (send_request(child->request_fd, request, soft, claim) != 0) {
+        if (status != 0) {
             /* The child is gone or stuck: end it and report the loss;
              * the queued request goes back to the owner. */
             kill(child->pid, SIGKILL);

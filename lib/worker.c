@@ -543,10 +543,11 @@ static void dispatch_ready(cel_worker_t *worker)
     cel__pool_t *pool = worker->pool;
     while (worker->ready.count > 0 && !worker->stop_requested) {
         /* A task with an expiry time is not queued, so that it is checked
-         * just before it starts. */
+         * just before it starts, and neither is one the pool refused. */
         const cel__request_t *next = worker->ready.items[worker->ready.head];
         if (!cel__pool_has_idle(pool) &&
-            (next->msg.expires != NULL || !cel__pool_has_queue_room(pool)))
+            (next->msg.expires != NULL || next->not_queueable ||
+             !cel__pool_has_queue_room(pool)))
             break;
         cel__request_t *request = cel__ready_pop(&worker->ready);
         if (request->task->rate_per_second > 0) {
@@ -554,10 +555,15 @@ static void dispatch_ready(cel_worker_t *worker)
             held = true;
             continue;
         }
-        if (cel__pool_has_idle(pool))
+        if (cel__pool_has_idle(pool)) {
             cel__start(worker, request);
-        else
-            cel__queue(worker, request);
+        } else if (!cel__queue(worker, request)) {
+            if (cel__ready_push_front(&worker->ready, request) != CEL_OK) {
+                cel__reject(worker, request, true);
+                cel__request_free(request);
+            }
+            break;
+        }
     }
     cel__request_t *queued;
     while (!worker->stop_requested && cel__pool_has_idle(pool) &&

@@ -121,8 +121,10 @@ void cel__start(cel_worker_t *worker, cel__request_t *request);
 
 /* Queues a request in the pool behind a running task, after the same
  * checks as cel__start. The caller checks cel__pool_has_queue_room. The
- * ack waits until cel__promote. Takes ownership of the request. */
-void cel__queue(cel_worker_t *worker, cel__request_t *request);
+ * ack waits until cel__promote. Returns true when it took ownership of
+ * the request, false when the pool refused it (a request too long to
+ * queue, which is then marked not to be offered again). */
+bool cel__queue(cel_worker_t *worker, cel__request_t *request);
 
 /* Called by the pool just before a queued request starts: acks it and
  * records the start, or takes it back from the pool when it was revoked
@@ -140,6 +142,8 @@ double cel__hard_limit(const cel_worker_t *worker,
                        const cel__request_t *request);
 
 int cel__ready_push(cel__request_queue_t *queue, cel__request_t *request);
+/* Puts a request back at the head, to be popped next. */
+int cel__ready_push_front(cel__request_queue_t *queue, cel__request_t *request);
 /* Returns the oldest request, or NULL when the queue is empty. */
 cel__request_t *cel__ready_pop(cel__request_queue_t *queue);
 /* Frees every request left and the storage. */

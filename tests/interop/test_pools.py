@@ -25,6 +25,10 @@ SHORT_COUNT = 6
 # The short tasks must all have finished this long after they were sent,
 # well before the long task ends.
 SHORT_BOUND = 2.5
+# Echoes whose arguments and results are each longer than a Unix socket's
+# buffer, more of them than two busy children take at once.
+LONG_TEXT_BYTES = 300 * 1024
+LONG_ECHO_COUNT = 8
 # Seconds to wait for a worker to log that it received a task.
 LOG_WAIT = 10.0
 
@@ -127,3 +131,20 @@ def test_killed_child_spares_next_task(client, worker_factory):
     with pytest.raises(WorkerLostError):
         sleeping.get(timeout=RESULT_TIMEOUT)
     assert waiting.get(timeout=RESULT_TIMEOUT) == 5
+
+
+def test_long_echoes_with_busy_children(client, worker_factory):
+    """Long arguments and results pass while every child is busy, with no stall.
+
+    The echoes wait until two sleeps end, then reach the children back to back.
+    """
+    worker = worker_factory(pool_args=["-c", "2", "-P", "prefork"])
+    sleeps = [client.send_task("tasks.sleep", args=[BRIEF_SECONDS], queue=worker.queue)
+              for _ in range(2)]
+    for sleep in sleeps:
+        wait_for_received(worker, "tasks.sleep", sleep.id)
+    texts = [str(i) * LONG_TEXT_BYTES for i in range(LONG_ECHO_COUNT)]
+    results = [client.send_task("tasks.echo", args=[text], queue=worker.queue)
+               for text in texts]
+    assert client.ResultSet(sleeps).get(timeout=RESULT_TIMEOUT) == [None, None]
+    assert client.ResultSet(results).get(timeout=RESULT_TIMEOUT) == texts

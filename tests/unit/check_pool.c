@@ -264,6 +264,16 @@ static json_t *context_task(cel_context_t *ctx, json_t *args, json_t *kwargs)
     return fields;
 }
 
+/* Sleeps args[0] seconds, then returns the message headers. */
+static json_t *late_headers_task(cel_context_t *ctx, json_t *args,
+                                 json_t *kwargs)
+{
+    (void)kwargs;
+    sleep_seconds(json_number_value(json_array_get(args, 0)));
+    json_t *headers = cel_context_headers(ctx);
+    return headers ? json_incref(headers) : json_null();
+}
+
 static void *exit_soon(void *arg)
 {
     (void)arg;
@@ -326,6 +336,7 @@ static void create_app(void)
     register_task("tests.context", context_task);
     register_task("tests.exit_after_return", exit_after_return_task);
     register_task("tests.types", types_task);
+    register_task("tests.late_headers", late_headers_task);
 }
 
 static void free_app(void)
@@ -1144,7 +1155,9 @@ START_TEST(test_prefork_withdrawn_request_never_runs)
     ck_assert_ptr_eq(pool->ops->withdraw(pool, NULL), queued);
     cel__request_free(queued);
     ck_assert_ptr_null(pool->ops->withdraw(pool, NULL));
-    ck_assert(cel__pool_has_queue_room(pool));
+    /* The withdrawn frame waits unread in the child's socket until the
+     * sleep ends, and nothing more is queued behind it meanwhile. */
+    ck_assert(!cel__pool_has_queue_room(pool));
 
     wait_for_runs(pool, 1);
     service_for(pool, 0.3);
@@ -1169,6 +1182,60 @@ START_TEST(test_prefork_started_request_cannot_be_withdrawn)
     ck_assert_ptr_null(pool->ops->withdraw(pool, NULL));
     wait_for_runs(pool, 2);
     ck_assert_int_eq(queue_events.promoted, 1);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_headers_arrive_after_queued_request)
+{
+    /* The task asks for its headers after the main process has queued a
+     * request behind it, so that request reaches the child first. */
+    memset(&queue_events, 0, sizeof queue_events);
+    cel__pool_t *pool = pool_start("prefork", 1);
+    pool->promote = record_promote;
+    pool->give_back = record_give_back;
+    int headers_serial = 0;
+    cel__request_t *reader = request_new(
+        "tests.late_headers", json_pack("[f]", 0.3), &headers_serial);
+    reader->msg.headers = json_pack("{s:s}", "tenant", "north");
+    submit_request(pool, reader, 0, 0);
+    int add_serial = queue_add(pool, NULL);
+
+    wait_for_runs(pool, 2);
+    cel__run_t *run = find_run(headers_serial);
+    ck_assert_int_eq(run->kind, CEL__RUN_SUCCESS);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(run->result, "tenant")), "north");
+    assert_success_integer(find_run(add_serial), 5);
+    ck_assert_int_eq(queue_events.promoted, 1);
+    pool_finish(pool);
+}
+END_TEST
+
+START_TEST(test_prefork_long_request_is_not_queued)
+{
+    int sleep_serial;
+    cel__pool_t *pool = pool_with_running_sleep(0.2, 0, &sleep_serial);
+    /* Longer than a queued frame may be, so it must wait for the child. */
+    size_t len = 256 * 1024;
+    char *text = malloc(len + 1);
+    ck_assert_ptr_nonnull(text);
+    memset(text, 'x', len);
+    text[len] = '\0';
+    int serial = 0;
+    cel__request_t *request =
+        request_new("tests.echo", json_pack("[s]", text), &serial);
+    ck_assert_int_eq(pool->ops->queue(pool, request, 0, 0), CEL_ETOOBIG);
+    ck_assert(cel__pool_has_queue_room(pool));
+
+    wait_for_runs(pool, 1);
+    submit_request(pool, request, 0, 0);
+    wait_for_runs(pool, 2);
+    cel__run_t *run = find_run(serial);
+    ck_assert_int_eq(run->kind, CEL__RUN_SUCCESS);
+    json_t *echoed = json_array_get(json_array_get(run->result, 0), 0);
+    ck_assert_uint_eq(json_string_length(echoed), len);
+    free(text);
     pool_finish(pool);
 }
 END_TEST
@@ -1254,6 +1321,8 @@ static Suite *pool_suite(void)
     tcase_add_test(prefork, test_prefork_started_request_cannot_be_withdrawn);
     tcase_add_test(prefork,
                    test_prefork_queued_request_given_back_at_hard_limit);
+    tcase_add_test(prefork, test_prefork_headers_arrive_after_queued_request);
+    tcase_add_test(prefork, test_prefork_long_request_is_not_queued);
     suite_add_tcase(suite, prefork);
 
     /* Tests that pin a bug still open in the code under test. */

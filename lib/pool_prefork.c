@@ -831,14 +831,27 @@ static cel__request_t *withdraw_from(prefork_pool_t *pool, child_t *child)
     return request;
 }
 
-/* Gives the owner back the queued request of a child that has ended.
- * Such a child cannot have started it: it replies to its running task
- * before it reads the next, and every reply is read before the EOF. */
+/* Gives the owner back the queued request of a child that has ended, so
+ * another child runs it. A child killed at a hard limit may have replied
+ * and started it already, before the main process read the reply. Then
+ * it started and died with the child, and it ends as lost. */
 static void give_back_queued(prefork_pool_t *pool, child_t *child)
 {
     cel__request_t *request = withdraw_from(pool, child);
-    if (request != NULL)
+    if (request != NULL) {
         pool->base.give_back(pool->base.owner, request);
+        return;
+    }
+    request = child->queued;
+    if (request == NULL)
+        return;
+    child->queued = NULL;
+    pool->base.promote(pool->base.owner, request);
+    cel__log(pool->base.app, CEL_LOG_ERROR,
+             "A pool process was killed just after it started task %s[%s]",
+             request->msg.task, request->msg.id);
+    cel__run_t run = {.kind = CEL__RUN_LOST, .signal = SIGKILL};
+    pool->base.done(pool->base.owner, request, &run);
 }
 
 /* Makes the child's queued request its running one, unless the owner
@@ -1210,6 +1223,14 @@ static bool prefork_terminate(cel__pool_t *base, const char *task_id,
         if (child->request == NULL || child->request->msg.id == NULL ||
             strcmp(child->request->msg.id, task_id) != 0)
             continue;
+        if (child->queued != NULL) {
+            /* A child that started its queued request has finished this
+             * task, and the signal would hit the other one. */
+            cel__request_t *queued = withdraw_from(pool, child);
+            if (queued == NULL)
+                return false;
+            pool->base.give_back(pool->base.owner, queued);
+        }
         child->request->terminate_signal = signum;
         /* The child ignores SIGTERM and SIGINT for warm shutdowns, so
          * those would not stop it: it gets SIGKILL instead. */

@@ -563,9 +563,11 @@ bool cel__queue(cel_worker_t *worker, cel__request_t *request)
         return true;
     double soft = soft_limit(worker, request);
     double hard = cel__hard_limit(worker, request);
-    if (worker->pool->ops->queue(worker->pool, request, soft, hard) == CEL_OK)
+    int status = worker->pool->ops->queue(worker->pool, request, soft, hard);
+    if (status == CEL_OK)
         return true;
-    request->not_queueable = true;
+    if (status == CEL_ETOOBIG)
+        request->not_queueable = true;
     return false;
 }
 

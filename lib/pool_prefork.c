@@ -46,8 +46,8 @@ typedef struct child {
     cel__request_t *queued;
     uint64_t queued_claim;  /* the claim number sent with `queued` */
     uint64_t running_claim; /* the claim of `request`, 0 when unqueued */
-    /* A withdrawn request may still wait unread in the child's socket;
-     * cleared by the child's next reply, after which it reads on. */
+    /* A withdrawn request may still wait unread in the child's socket.
+     * The child's next reply clears it, because the child reads on then. */
     bool withdrawn_unread;
     double queued_hard;
     double hard;       /* seconds; 0 = none */
@@ -63,7 +63,7 @@ typedef struct prefork_pool {
     cel__pool_t base;
     child_t *children;
     pid_t parent_pid;
-    /* One claim word per slot, shared with the children (see claim_t). */
+    /* One claim word per slot, shared with the children (claim_state_t). */
     _Atomic uint64_t *claims;
     uint64_t last_claim;
     double last_loss; /* monotonic time a child last died */
@@ -74,9 +74,9 @@ typedef struct prefork_pool {
  * A child may hold a queued request in its socket while it runs another,
  * so it goes from one task to the next without waiting for the main
  * process. The main process can still take a queued request back (for an
- * idle child, a revoke or a shutdown) until the child starts it: each
- * queued request carries a claim number, and the slot's shared word holds
- * that number times 4 plus the state below. The child moves it from
+ * idle child, a revoke or a shutdown) until the child starts it. Each
+ * queued request carries a claim number, and the slot's shared word
+ * contains that number times 4 plus the state below. The child moves it from
  * CLAIM_QUEUED to CLAIM_STARTED, the main process to CLAIM_WITHDRAWN, both
  * with compare-and-swap, so exactly one of them wins. A child skips a
  * request it loses, without a reply. Claim number 0 means "run it": the
@@ -94,10 +94,10 @@ static uint64_t claim_word(uint64_t claim, claim_state_t state)
 }
 
 /* A queued request is written while the child runs a task and does not
- * read, so its frame must fit in the socket's buffer (about 208 KiB by
+ * read. Its frame must fit in the socket's buffer (about 208 KiB by
  * default on Linux) beside one withdrawn frame the child has not read yet.
- * Otherwise the main process would block in the write while the child
- * blocks writing its reply. Longer requests wait for an idle child. */
+ * A longer frame would block the main process in the write while the
+ * child blocks writing its reply, so it waits for an idle child. */
 #define QUEUED_FRAME_MAX ((size_t)64 * 1024)
 
 /* Children that die in quick succession (a task that crashes each time it
@@ -569,9 +569,6 @@ static int child_request_fd = -1;
 static int child_reply_fd = -1;
 static frame_reader_t child_reader;
 
-/* Requests the headers of the running task from the main process. The
- * task gets an empty object when the reply has none, and the child exits
- * when the socket is closed. */
 /* A request frame's tail that a child read while it waited for headers. A
  * queued request, or a withdrawn one, can come before the headers. */
 typedef struct held_request {
@@ -606,6 +603,9 @@ static held_request_t *take_held_request(void)
     return held;
 }
 
+/* Requests the headers of the running task from the main process. The
+ * task gets an empty object when the reply has none, and the child exits
+ * when the socket is closed. */
 static json_t *fetch_headers(cel__request_t *request)
 {
     (void)request;
@@ -1081,17 +1081,23 @@ static int prefork_queue(cel__pool_t *base, cel__request_t *request,
         if (!has_room(pool, i))
             continue;
         uint64_t claim = ++pool->last_claim;
-        atomic_store(&pool->claims[i], claim_word(claim, CLAIM_QUEUED));
+        uint64_t previous =
+            atomic_exchange(&pool->claims[i], claim_word(claim, CLAIM_QUEUED));
         int status = send_request(child->request_fd, request, soft, claim,
                                   QUEUED_FRAME_MAX);
-        if (status == 1)
+        if (status == 1) {
+            /* Nothing was sent, so no child can change the word meanwhile,
+             * and has_room still finds the running request's claim. */
+            atomic_store(&pool->claims[i], previous);
             return CEL_ETOOBIG;
+        }
         child->queued = request;
         child->queued_claim = claim;
         child->queued_hard = hard;
         if (status != 0) {
-            /* The child is gone or stuck: end it and report the loss;
-             * the queued request goes back to the owner. */
+            /* The child is gone or stuck. End it and report the loss of
+             * its running task, and the queued request goes back to the
+             * owner. */
             kill(child->pid, SIGKILL);
             on_child_exit(pool, i);
         }

@@ -122,8 +122,8 @@ void cel__start(cel_worker_t *worker, cel__request_t *request);
 /* Queues a request in the pool behind a running task, after the same
  * checks as cel__start. The caller checks cel__pool_has_queue_room. The
  * ack waits until cel__promote. Returns true when it took ownership of
- * the request, false when the pool refused it (a request too long to
- * queue, which is then marked not to be offered again). */
+ * the request, false when the pool rejected it. A request too long to
+ * queue is then marked not to be offered again. */
 bool cel__queue(cel_worker_t *worker, cel__request_t *request);
 
 /* Called by the pool just before a queued request starts: acks it and

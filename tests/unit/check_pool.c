@@ -1188,7 +1188,7 @@ END_TEST
 
 START_TEST(test_prefork_headers_arrive_after_queued_request)
 {
-    /* The task asks for its headers after the main process has queued a
+    /* The task requests its headers after the main process has queued a
      * request behind it, so that request reaches the child first. */
     memset(&queue_events, 0, sizeof queue_events);
     cel__pool_t *pool = pool_start("prefork", 1);

@@ -122,6 +122,10 @@ def scaling_rows(plan):
     return rows
 
 
+# The Celery client is the one a user runs. The py-amqp one leaves Celery's
+# own client time out, so the worker's share shows (see latency.AmqpClient).
+LATENCY_CLIENTS = ("celery", "amqp")
+
 LATENCY_WORKERS = [
     ("ceiling", "ceiling", 2),
     ("celeriac", "prefork", 2),
@@ -181,17 +185,22 @@ def run_table(specs, repeats, failures):
 
 
 def run_latency(plan, failures):
+    """Measure LATENCY_WORKERS side by side with each client in turn."""
+    labels = ", ".join(f"{worker} {pool} -c {concurrency}" for worker, pool, concurrency in LATENCY_WORKERS)
     rows = []
-    for worker, pool, concurrency in LATENCY_WORKERS:
-        print(f"measuring round-trip latency of {worker} {pool} -c {concurrency} ...",
+    for client in LATENCY_CLIENTS:
+        print(f"measuring round-trip latency with the {client} client of {labels}, in turn ...",
               file=sys.stderr, flush=True)
         try:
-            rows.append(latency.measure_latency(worker, pool, concurrency, plan.round_trips,
-                                                plan.latency_max_seconds))
+            client_rows, client_failures = latency.measure_latencies(
+                LATENCY_WORKERS, plan.round_trips, plan.latency_max_seconds, client)
         except (RuntimeError, TimeoutError, OSError, amqp.exceptions.AMQPError,
                 celery.exceptions.TimeoutError) as error:
-            failures.append(f"latency of {worker} {pool} -c {concurrency}: {error}")
-            drain.log(f"failed: {error}")
+            client_rows, client_failures = [], [f"latency with the {client} client: {error}"]
+        for failure in client_failures:
+            drain.log(f"failed: {failure}")
+        rows.extend(client_rows)
+        failures.extend(client_failures)
     return rows
 
 
@@ -263,12 +272,12 @@ def throughput_table(rows, specs):
 
 def latency_table(rows):
     lines = [
-        "| worker | pool | round trips | p50 ms | p99 ms | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| client | worker | pool | round trips | p50 ms | p99 ms | peak RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         trips = f"{row['round_trips']} of {row['requested']}, capped" if row["capped"] else str(row["round_trips"])
-        lines.append(f"| {row['worker']} | {row['pool']} | {trips} | {row['p50_ms']:.2f} "
+        lines.append(f"| {row['client']} | {row['worker']} | {row['pool']} | {trips} | {row['p50_ms']:.2f} "
                      f"| {row['p99_ms']:.2f} | {row['rss']:.1f} |")
     return "\n".join(lines)
 
@@ -354,11 +363,17 @@ def evaluate_targets(tables, latency_rows):
                                        fastest_python(none_rows), "rate"),
                             TARGET_PYTHON_RATIO, True))
 
-    celeriac_latency = find_row(latency_rows, "celeriac", "prefork -c 2")
-    python_latency = find_row(latency_rows, "python", "solo -c 1")
-    lines.append(ratio_line("latency p50 celeriac prefork -c 2 / Python solo",
-                            safe_ratio(celeriac_latency, python_latency, "p50_ms"),
-                            TARGET_LATENCY_RATIO, False))
+    for client in LATENCY_CLIENTS:
+        rows = [row for row in latency_rows if row["client"] == client]
+        python_latency = find_row(rows, "python", "solo -c 1")
+        lines.append(ratio_line(f"latency p50 celeriac prefork -c 2 / Python solo, {client} client",
+                                safe_ratio(find_row(rows, "celeriac", "prefork -c 2"), python_latency,
+                                           "p50_ms"),
+                                TARGET_LATENCY_RATIO, False))
+        floor = safe_ratio(find_row(rows, "ceiling", "prefetch 8"), python_latency, "p50_ms")
+        if floor is not None:
+            lines.append((f"latency p50 broker ceiling / Python solo, {client} client: {floor:.2f}x "
+                          "(no target: the client and the broker alone)", True))
 
     payload = tables["payload"]
     lines.append(ratio_line("1 MiB tasks.echo throughput celeriac prefork -c 2 / fastest Python pool",

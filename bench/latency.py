@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Measure the sequential round-trip latency of tasks.add from a Celery client.
+"""Measure the sequential round-trip latency of tasks.add from a Python client.
 
-The client sends one ``tasks.add(i, i)`` with ``send_task``, waits for it with
-``AsyncResult.get()`` on the rpc:// backend, and only then sends the next.
+The client sends one ``tasks.add(i, i)``, waits for its result on the rpc://
+backend, and only then sends the next. The ``celery`` client uses
+``send_task`` and ``AsyncResult.get()``; the ``amqp`` client publishes the
+same message with py-amqp and reads the reply itself (see AmqpClient).
 The first few round trips warm up the connection and the worker and are not
 counted. The report gives the median (p50) and the 99th percentile (p99) by
 the nearest-rank method.
@@ -27,6 +29,7 @@ import time
 import uuid
 
 import amqp
+import kombu.exceptions
 from celery import Celery
 from celery.exceptions import TimeoutError as ResultTimeoutError
 
@@ -34,6 +37,7 @@ import drain
 
 WARMUP_ROUND_TRIPS = 10
 RESULT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
 WORKER_START_TIMEOUT = 60.0
 
 
@@ -75,7 +79,7 @@ class AmqpClient:
     """A client that publishes the same messages and reads their replies on one py-amqp channel.
 
     Celery builds each message (``app.amqp.as_task_v2``) before the clock
-    starts; the round trip is one basic.publish and the wait for the reply
+    starts. The round trip is one basic.publish and the wait for the reply
     on an exclusive reply queue. What Celery's client spends in Python is
     left out, so the figures show the worker and the broker.
     """
@@ -84,7 +88,8 @@ class AmqpClient:
 
     def __init__(self):
         self.app = Celery("bench-latency", broker=drain.BROKER_URL, set_as_current=False)
-        self.connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest")
+        self.connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest",
+                                          connect_timeout=CONNECT_TIMEOUT)
         self.connection.connect()
         self.channel = self.connection.channel()
         self.reply_queue = f"bench-latency-replies-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -167,12 +172,14 @@ class Subject:
         self.killed = False
         self.error = None
         self.client_name = None
+        self.declared = False
 
     def label(self):
         return f"{self.spec.worker} {self.spec.pool_label()}"
 
     def start(self, app):
         declare_queue(app, self.queue)
+        self.declared = True
         command, environment = drain.WORKERS[self.spec.worker](self.spec, self.queue)
         if self.spec.worker == "ceiling":
             command.append("-i")
@@ -185,12 +192,13 @@ class Subject:
             client.round_trip(self.queue, number, self.check_value)
 
     def stop(self):
-        if self.process is None:
-            return
-        if self.error is None:
-            self.rss = drain.peak_rss_mib(self.process.pid)
-        self.killed = drain.stop_worker(self.process)
-        delete_queue(self.queue)
+        """Stop the worker, if it started, and delete the queue, if it was declared."""
+        if self.process is not None:
+            if self.error is None:
+                self.rss = drain.peak_rss_mib(self.process.pid)
+            self.killed = drain.stop_worker(self.process)
+        if self.declared:
+            delete_queue(self.queue)
 
     def row(self):
         values = sorted(self.latencies)
@@ -207,7 +215,8 @@ class Subject:
 
 
 # Exceptions of a failed round trip or worker start.
-ROUND_TRIP_ERRORS = (RuntimeError, TimeoutError, ResultTimeoutError, OSError, amqp.exceptions.AMQPError)
+ROUND_TRIP_ERRORS = (RuntimeError, TimeoutError, ResultTimeoutError, OSError, amqp.exceptions.AMQPError,
+                     kombu.exceptions.OperationalError)
 
 
 def measure_latencies(entries, count, max_seconds, client_name="celery"):
@@ -249,12 +258,17 @@ def measure_latencies(entries, count, max_seconds, client_name="celery"):
                     subject.error = error
     finally:
         for subject in subjects:
+            # Every worker gets its stop, also after another's failed or a
+            # second Ctrl-C, because each runs in a session of its own.
             try:
                 subject.stop()
-            except (OSError, amqp.exceptions.AMQPError) as error:
-                drain.log(f"cleaning up after {subject.label()} failed: {error}")
+            except (Exception, KeyboardInterrupt) as error:
+                drain.log(f"cleaning up after {subject.label()} failed: {error!r}")
         client.close()
-    rows = [subject.row() for subject in subjects if subject.error is None and subject.latencies]
+    for subject in subjects:
+        if subject.error is None and not subject.latencies:
+            subject.error = "no round trip was measured"
+    rows = [subject.row() for subject in subjects if subject.error is None]
     failures = [f"latency of {subject.label()}: {subject.error}"
                 for subject in subjects if subject.error is not None]
     return rows, failures
@@ -268,7 +282,8 @@ def declare_queue(app, queue):
 
 def delete_queue(queue):
     """Delete the task queue and the exchange kombu declared for it."""
-    connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest")
+    connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest",
+                                 connect_timeout=CONNECT_TIMEOUT)
     connection.connect()
     try:
         channel = connection.channel()
@@ -298,7 +313,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.round_trips < 1:
         sys.exit(f"--round-trips must be 1 or more, not {args.round_trips}")
+    if not args.max_seconds > 0:
+        sys.exit(f"--max-seconds must be above 0, not {args.max_seconds}")
     workers = [drain.parse_worker(entry) for entry in args.workers.split(",") if entry]
+    if not workers:
+        sys.exit("--workers names no worker")
+    if len(set(workers)) < len(workers):
+        sys.exit(f"--workers names a worker twice: {args.workers}")
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
     print("| worker | pool | round trips | p50 ms | p99 ms |")

@@ -54,8 +54,11 @@ import amqp
 from celery import Celery
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-BROKER_HOST = "127.0.0.1:5672"
+# The port scripts/services.sh starts RabbitMQ on, so that a node of one's
+# own on another port can be measured.
+BROKER_PORT = int(os.environ.get("RABBITMQ_NODE_PORT", "5672"))
+BROKER_URL = f"amqp://guest:guest@127.0.0.1:{BROKER_PORT}//"
+BROKER_HOST = f"127.0.0.1:{BROKER_PORT}"
 POLL_INTERVAL = 0.02
 STOP_TIMEOUT = 10.0
 UNACKED_TIMEOUT = 10.0
@@ -136,7 +139,7 @@ def celeriac_worker_command(drain, queue):
 
 
 def ceiling_command(drain, queue):
-    command = [str(CEILING), "-q", queue, "-P", str(drain.prefetch_count())]
+    command = [str(CEILING), "-p", str(BROKER_PORT), "-q", queue, "-P", str(drain.prefetch_count())]
     if drain.per_consumer_qos:
         command.append("-C")
     return command, dict(os.environ)
@@ -379,7 +382,7 @@ def start_counter(reply_queue, count):
     """Start ``ceiling -n`` counting ``count`` results of ``reply_queue``."""
     log_file = open(LOG_DIR / f"{reply_queue}-counter.log", "w")
     try:
-        return subprocess.Popen([str(CEILING), "-q", reply_queue, "-n", str(count)],
+        return subprocess.Popen([str(CEILING), "-p", str(BROKER_PORT), "-q", reply_queue, "-n", str(count)],
                                 stdout=subprocess.PIPE, stderr=log_file, text=True)
     finally:
         log_file.close()

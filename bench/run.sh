@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole benchmark suite (what `make bench` runs) on the local
-# RabbitMQ (127.0.0.1:5672) and record it in docs/performance.md.
+# RabbitMQ (127.0.0.1:5672, or the port in RABBITMQ_NODE_PORT) and record
+# it in docs/performance.md.
 #
 # Usage: bench/run.sh [--quick] [--output FILE.md] [--plot FILE.png]
 #
@@ -12,8 +13,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' 2>/dev/null; then
-    echo "bench/run.sh: no RabbitMQ on 127.0.0.1:5672; run scripts/services.sh start" >&2
+PORT=${RABBITMQ_NODE_PORT:-5672}
+if ! timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
+    echo "bench/run.sh: no RabbitMQ on 127.0.0.1:$PORT; run scripts/services.sh start" >&2
     exit 1
 fi
 

@@ -462,7 +462,7 @@ def collect_setup(load_before, load_after, started, seconds, revision):
         f"- Load average (1, 5, 15 min) before the run: {load_before}; after: {load_after}. "
         "Other work on the machine shares its 2 CPUs, so treat single figures as estimates "
         "within about 20%.",
-        f"- Broker: {broker_version()} on 127.0.0.1:5672, the same node for every row.",
+        f"- Broker: {broker_version()} on {drain.BROKER_HOST}, the same node for every row.",
         f"- Python side: Python {platform.python_version()}, celery {celery.__version__}, "
         f"kombu {kombu.__version__}, amqp {amqp.__version__} (Debian packages).",
         f"- celeriac: {command_output([str(drain.CELERIAC), '-V'])} at {revision}, "

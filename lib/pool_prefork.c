@@ -1122,15 +1122,26 @@ static cel__request_t *prefork_withdraw(cel__pool_t *base,
     return NULL;
 }
 
-static int prefork_list_queued(const cel__pool_t *base,
+/* Lists up to `max` requests of the children: the queued ones when
+ * `queued` is set, else the running ones. */
+static int list_child_requests(const cel__pool_t *base, bool queued,
                                const cel__request_t **out, int max)
 {
     const prefork_pool_t *pool = (const prefork_pool_t *)base;
     int count = 0;
-    for (int i = 0; i < base->size && count < max; i++)
-        if (pool->children[i].queued != NULL)
-            out[count++] = pool->children[i].queued;
+    for (int i = 0; i < base->size && count < max; i++) {
+        const child_t *child = &pool->children[i];
+        const cel__request_t *request = queued ? child->queued : child->request;
+        if (request != NULL)
+            out[count++] = request;
+    }
     return count;
+}
+
+static int prefork_list_queued(const cel__pool_t *base,
+                               const cel__request_t **out, int max)
+{
+    return list_child_requests(base, true, out, max);
 }
 
 static int prefork_poll_fds(cel__pool_t *base, struct pollfd *fds, int max)
@@ -1212,12 +1223,7 @@ static bool prefork_is_running(const cel__pool_t *base, const char *task_id)
 static int prefork_list_running(const cel__pool_t *base,
                                 const cel__request_t **out, int max)
 {
-    const prefork_pool_t *pool = (const prefork_pool_t *)base;
-    int count = 0;
-    for (int i = 0; i < base->size && count < max; i++)
-        if (pool->children[i].request != NULL)
-            out[count++] = pool->children[i].request;
-    return count;
+    return list_child_requests(base, false, out, max);
 }
 
 static bool prefork_terminate(cel__pool_t *base, const char *task_id,

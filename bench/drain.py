@@ -159,6 +159,15 @@ REQUIRED_FILES = {
 }
 
 
+def exit_if_files_missing(names):
+    """Exit with a message when a file that one of the workers ``names`` needs is missing."""
+    for name in sorted(set(names)):
+        missing = missing_files(name)
+        if missing:
+            sys.exit(f"{', '.join(str(path) for path in missing)} not found; "
+                     "run `make all build/bench/ceiling` first")
+
+
 def missing_files(worker):
     return [path for path in REQUIRED_FILES[worker] if not path.exists()]
 
@@ -621,11 +630,7 @@ def main(argv=None):
     for mode in modes:
         if mode not in ("none", "rpc"):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
-    for name in sorted({name for name, _, _ in workers}):
-        missing = missing_files(name)
-        if missing:
-            sys.exit(f"{', '.join(str(path) for path in missing)} not found; "
-                     "run `make all build/bench/ceiling` first")
+    exit_if_files_missing(name for name, _, _ in workers)
 
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     rows = []

@@ -108,7 +108,7 @@ class AmqpClient:
         return task_id, message
 
     def wait_reply(self, task_id, deadline):
-        """Return the decoded reply to ``task_id``; late replies to others are dropped."""
+        """Return the decoded reply to ``task_id``, dropping late replies to other tasks."""
         while True:
             while self.replies:
                 reply = self.replies.pop(0)
@@ -116,7 +116,7 @@ class AmqpClient:
                     return json.loads(reply.body)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ResultTimeoutError(f"no reply to {task_id} within {RESULT_TIMEOUT:.0f}s")
+                raise ResultTimeoutError(f"timed out after {RESULT_TIMEOUT:.0f}s waiting for the reply to {task_id}")
             try:
                 self.connection.drain_events(timeout=left)
             except socket.timeout:
@@ -129,7 +129,8 @@ class AmqpClient:
         reply = self.wait_reply(task_id, time.monotonic() + RESULT_TIMEOUT)
         elapsed = time.perf_counter() - begin
         if reply.get("status") != "SUCCESS":
-            raise RuntimeError(f"tasks.add({number}, {number}) ended {reply.get('status')!r}")
+            raise RuntimeError(f"tasks.add({number}, {number}) returned status {reply.get('status')!r}, "
+                               "expected 'SUCCESS'")
         if check_value:
             check_sum(number, reply.get("result"))
         return elapsed
@@ -220,10 +221,9 @@ ROUND_TRIP_ERRORS = (RuntimeError, TimeoutError, ResultTimeoutError, OSError, am
 
 
 def measure_latencies(entries, count, max_seconds, client_name="celery"):
-    """Measure the workers in ``entries`` side by side; return (rows, failures).
+    """Measure the workers in ``entries`` side by side and return (rows, failures).
 
-    ``client_name`` picks the client from CLIENTS.
-    Every worker runs at once, each on a queue of its own. Round ``i`` sends
+    ``client_name`` picks the client from CLIENTS. Every worker runs at once, each on a queue of its own. Round ``i`` sends
     one round trip to each worker in turn, starting at a different worker
     each round, so a slow spell of the machine falls on all of them alike.
     A worker that fails is left out of the later rounds and named in
@@ -317,9 +317,10 @@ def main(argv=None):
         sys.exit(f"--max-seconds must be above 0, not {args.max_seconds}")
     workers = [drain.parse_worker(entry) for entry in args.workers.split(",") if entry]
     if not workers:
-        sys.exit("--workers names no worker")
+        sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
     if len(set(workers)) < len(workers):
         sys.exit(f"--workers names a worker twice: {args.workers}")
+    drain.exit_if_files_missing(name for name, _, _ in workers)
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
     print("| worker | pool | round trips | p50 ms | p99 ms |")

@@ -942,8 +942,8 @@ static int read_broker(cel_worker_t *worker)
         return broker_lost(worker, cel__broker_error(worker->broker));
     amqp_connection_state_t conn = cel__broker_connection(worker->broker);
     for (int i = 0; i < FRAMES_PER_PASS; i++) {
-        /* Once what one read brought is used up, the next poll tells when
-         * more came: a read here would only fail and then poll itself. */
+        /* Once what one read brought is used up, the next poll reports
+         * more input. A read here would only fail and then poll itself. */
         if (i > 0 && !cel__broker_has_buffered(worker->broker))
             return CEL_OK;
         struct timeval zero = {0, 0};

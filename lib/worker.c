@@ -1128,7 +1128,9 @@ static int open_session(cel_worker_t *worker)
         if (status == CEL_OK && existing)
             cel__log(worker->app, CEL_LOG_WARNING,
                      "Queue %s already exists with other arguments (%s); "
-                     "consuming it as it is, with per-consumer prefetch",
+                     "consuming it as it is, with a per-consumer prefetch "
+                     "that stays fixed, so tasks waiting for their ETA or "
+                     "rate limit take up places in it",
                      worker->queues[i], cel__broker_error(worker->broker));
     }
     if (status == CEL_OK)

@@ -51,6 +51,8 @@ import time
 import uuid
 
 import amqp
+import celery.exceptions
+import kombu.exceptions
 from celery import Celery
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -170,6 +172,15 @@ def exit_if_files_missing(names):
 
 def missing_files(worker):
     return [path for path in REQUIRED_FILES[worker] if not path.exists()]
+
+
+# Errors that end a run when its worker, the broker or a timeout fails it.
+RUN_ERRORS = (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError,
+              amqp.exceptions.AMQPError, kombu.exceptions.OperationalError,
+              celery.exceptions.TimeoutError)
+
+# Log levels that both Celery and celeriac take.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def log(text):
@@ -493,6 +504,39 @@ def check_queue_empty_after_stop(channel, queue):
         time.sleep(0.1)
 
 
+def delete_queues_on(channel, queues, exchange):
+    for name in queues:
+        channel.queue_delete(queue=name)
+    channel.exchange_delete(exchange=exchange)
+
+
+def delete_run_queues(connection, channel, queues, exchange):
+    """Delete a run's queues and exchange, and close its connection.
+
+    When the run's connection has failed, as when the broker restarted
+    during the run, a new connection deletes them. Queues that cannot be
+    deleted are named in the log. Nothing is raised, so that the error that
+    ended the run is the one reported.
+    """
+    try:
+        delete_queues_on(channel, queues, exchange)
+        connection.close()
+        return
+    except (OSError, amqp.exceptions.AMQPError):
+        pass
+    try:
+        with amqp.Connection(host=BROKER_HOST, userid="guest", password="guest",
+                             connect_timeout=5) as retry:
+            delete_queues_on(retry.channel(), queues, exchange)
+    except (OSError, amqp.exceptions.AMQPError) as error:
+        log(f"could not delete queues {', '.join(queues)} and exchange {exchange}: {error!r}; "
+            "delete the queues with `rabbitmqctl delete_queue NAME` (the exchange holds no messages)")
+    try:
+        connection.close()
+    except (OSError, amqp.exceptions.AMQPError):
+        pass
+
+
 def run_drain(drain, timeout):
     """Run one drain and return its figures as a dict."""
     # A fresh name per run, because kombu caches which queues it declared.
@@ -534,11 +578,7 @@ def run_drain(drain, timeout):
             stop_worker(process)
         if counter is not None:
             stop_counter(counter)
-        channel.queue_delete(queue=queue)
-        channel.exchange_delete(exchange=queue)
-        if reply_queue:
-            channel.queue_delete(queue=reply_queue)
-        connection.close()
+        delete_run_queues(connection, channel, [queue, reply_queue] if reply_queue else [queue], queue)
     seconds = finished - started
     rate = done / seconds if seconds > 0 else float("inf")
     # CPU microseconds per task while the clock ran; the first sample comes
@@ -566,17 +606,21 @@ def print_table(rows):
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         tasks = f"{row['tasks']} of {row['preloaded']}" if row["capped"] else str(row["tasks"])
+        # A run shorter than the clock's resolution has no rate.
+        rate = f"{row['rate']:.0f}" if row["rate"] != float("inf") else "-"
         cpu = row["cpu_us_per_task"]
         cpu_cells = " | ".join(f"{cpu[part]:.0f}" if part in cpu else "-"
                                for part in ("worker", "broker", "client"))
         print(f"| {row['worker']} | {row['pool']} | {row['results']} | {tasks} "
-              f"| {row['seconds']:.2f} | {row['rate']:.0f} | {row['rss']:.1f} | {cpu_cells} |")
+              f"| {row['seconds']:.2f} | {rate} | {row['rss']:.1f} | {cpu_cells} |")
 
 
 def parse_worker(text):
     """Parse ``worker[:pool[:concurrency]]`` or ``ceiling[:concurrency]``."""
     parts = text.split(":")
     name = parts[0]
+    if len(parts) > (2 if name == "ceiling" else 3):
+        sys.exit(f"invalid worker {text!r}: expected worker:pool:concurrency or ceiling:concurrency")
     if name not in WORKERS:
         sys.exit(f"unknown worker {name!r}; choose from {', '.join(WORKERS)}")
     if name == "ceiling":
@@ -625,14 +669,32 @@ def main(argv=None):
         sys.exit(f"--tasks must be between 1 and 1000000, not {args.tasks}")
     if not 0 <= args.payload_bytes <= 64 * 1024 * 1024:
         sys.exit(f"--payload-bytes must be between 0 and {64 * 1024 * 1024}, not {args.payload_bytes}")
+    if args.prefetch_multiplier is not None and args.prefetch_multiplier < 0:
+        sys.exit(f"--prefetch-multiplier must be 0 (no limit) or more, not {args.prefetch_multiplier}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        sys.exit(f"--max-seconds must be above 0, not {args.max_seconds}")
+    if not args.timeout > 0:
+        sys.exit(f"--timeout must be above 0, not {args.timeout}")
+    if args.loglevel.lower() not in LOG_LEVELS:
+        sys.exit(f"unknown --loglevel {args.loglevel!r}; choose from {', '.join(LOG_LEVELS)}")
     workers = [parse_worker(entry) for entry in args.workers.split(",") if entry]
+    if not workers:
+        sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
+    if len(set(workers)) < len(workers):
+        sys.exit(f"--workers names a worker twice: {args.workers}")
     modes = [name for name in args.results.split(",") if name]
+    if not modes:
+        sys.exit("--results is empty: name none, rpc or both")
+    if len(set(modes)) < len(modes):
+        sys.exit(f"--results names a mode twice: {args.results}")
     for mode in modes:
         if mode not in ("none", "rpc"):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
-    exit_if_files_missing(name for name, _, _ in workers)
+    # Runs with rpc results count them with the ceiling program.
+    needed = [name for name, _, _ in workers] + (["ceiling"] if "rpc" in modes else [])
+    exit_if_files_missing(needed)
 
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     rows = []
     for mode in modes:
         for name, pool, concurrency in workers:
@@ -640,8 +702,19 @@ def main(argv=None):
                           args.prefetch_multiplier, args.max_seconds, args.loglevel)
             print(f"running {name} {drain.pool_label()} with results={mode}, {args.tasks} tasks ...",
                   file=sys.stderr)
-            rows.append(run_drain(drain, args.timeout))
+            try:
+                rows.append(run_drain(drain, args.timeout))
+            except RUN_ERRORS as error:
+                if rows:
+                    print_table(rows)
+                sys.exit(f"{name} {drain.pool_label()} with results={mode} failed: {error}")
     print_table(rows)
+
+
+def exit_on_sigterm(number, frame):
+    """Exit through the runs' finally blocks, which stop workers and delete queues."""
+    print("terminated", file=sys.stderr)
+    sys.exit(128 + number)
 
 
 if __name__ == "__main__":

@@ -321,7 +321,7 @@ def main(argv=None):
     if len(set(workers)) < len(workers):
         sys.exit(f"--workers names a worker twice: {args.workers}")
     drain.exit_if_files_missing(name for name, _, _ in workers)
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    signal.signal(signal.SIGTERM, drain.exit_on_sigterm)
     rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
     print("| worker | pool | round trips | p50 ms | p99 ms |")
     print("|---|---|---:|---:|---:|")

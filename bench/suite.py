@@ -43,6 +43,11 @@ PLOT_SCRIPT = REPO_ROOT / "bench" / "scaling.gp"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 DEFAULT_PLOT = REPO_ROOT / "docs" / "bench-scaling.png"
 RESULTS_JSON = drain.LOG_DIR / "results.json"
+# --quick writes here, so that it never replaces the recorded run.
+QUICK_DIR = drain.LOG_DIR / "quick"
+# The parts of the report that a run fills in and saves in its results.
+SECTION_KEYS = ("setup", "targets", "repeats", "rpc_table", "none_table", "payload_table",
+                "latency_table", "scaling_table", "failures", "killed")
 SNAPSHOT_DIR = drain.LOG_DIR / "snapshot"
 SCALING_DATA = drain.LOG_DIR / "scaling.dat"
 
@@ -144,7 +149,7 @@ def run_drain_or_record_failure(spec, failures):
           file=sys.stderr, flush=True)
     try:
         return drain.run_drain(spec, DRAIN_TIMEOUT)
-    except (RuntimeError, TimeoutError, OSError, amqp.exceptions.AMQPError) as error:
+    except drain.RUN_ERRORS as error:
         failures.append(f"{spec.worker} {spec.pool_label()} results={spec.results}: {error}")
         drain.log(f"failed: {error}")
         return None
@@ -164,6 +169,7 @@ def median_row(runs):
     row = dict(by_rate[(len(by_rate) - 1) // 2])
     row["runs"] = len(runs)
     row["round_rates"] = round_rates
+    row["capped_runs"] = sum(1 for run in runs if run["capped"])
     row["rate_min"] = by_rate[0]["rate"]
     row["rate_max"] = by_rate[-1]["rate"]
     # With an even number of runs (one failed), the median is a mean of two.
@@ -202,8 +208,7 @@ def run_latency(plan, failures):
         try:
             client_rows, client_failures = latency.measure_latencies(
                 LATENCY_WORKERS, plan.round_trips, plan.latency_max_seconds, client)
-        except (RuntimeError, TimeoutError, OSError, amqp.exceptions.AMQPError,
-                celery.exceptions.TimeoutError) as error:
+        except drain.RUN_ERRORS as error:
             client_rows, client_failures = [], [f"latency with the {client} client: {error}"]
         for failure in client_failures:
             drain.log(f"failed: {failure}")
@@ -230,6 +235,10 @@ def find_row(rows, worker, pool_label):
     return None
 
 
+def python_label(row):
+    return f"Python {row['pool']}" if row else "Python"
+
+
 def fastest_python(rows):
     python_rows = [row for row in rows if row is not None and row["worker"] == "python"]
     return max(python_rows, key=lambda row: row["rate"], default=None)
@@ -247,14 +256,20 @@ def format_rate(row):
 
 
 def format_ratio(value):
-    """Format a ratio with two significant digits, so that 0.004x stays visible."""
-    return f"{value:.2g}x"
+    """Format a ratio with three significant digits, so that 0.847x does not
+    round to a target of 0.85x and 0.00430x stays visible."""
+    return format(value, "#.3g").rstrip(".") + "x"
 
 
 def format_tasks(row):
     if row["capped"]:
-        return f"{row['tasks']} of {row['preloaded']}, capped at {row['max_seconds']:.0f} s"
-    return str(row["tasks"])
+        text = f"{row['tasks']} of {row['preloaded']}, capped at {row['max_seconds']:.0f} s"
+    else:
+        text = str(row["tasks"])
+    capped_runs = row.get("capped_runs", 0)
+    if capped_runs and row.get("runs", 1) > 1:
+        text += f" ({capped_runs} of {row['runs']} runs capped)"
+    return text
 
 
 def throughput_table(rows, specs):
@@ -329,14 +344,14 @@ def scaling_table(points):
 # Ratios and targets
 
 
-def ratio_line(name, value, target, at_least, unit="x"):
+def ratio_line(name, value, target, at_least):
     """Return (text, met) for one target."""
     if value is None:
         return f"{name}: not measured (a run failed)", False
     met = value >= target if at_least else value <= target
     relation = "≥" if at_least else "≤"
     verdict = "met" if met else "NOT met"
-    return f"{name}: {value:.2f}{unit} (target {relation} {target:g}{unit}: {verdict})", met
+    return f"{name}: {format_ratio(value)} (target {relation} {target:g}x: {verdict})", met
 
 
 def safe_ratio(numerator, denominator, key):
@@ -369,7 +384,8 @@ def throughput_ratio_line(name, numerator, denominator, target):
     text, met = ratio_line(name, paired[0] if paired else None, target, True)
     if paired is not None and paired[3] > 1:
         median, lowest, highest, rounds = paired
-        text += f"; per round {lowest:.2f}x to {highest:.2f}x over {rounds} rounds"
+        text += (f"; per round {format_ratio(lowest)} to {format_ratio(highest)} "
+                 f"over {rounds} rounds")
     return text, met
 
 
@@ -379,13 +395,12 @@ def evaluate_targets(tables, latency_rows):
     default_pool = find_row(rpc, "celeriac", "prefork -c 2")
     ceiling = find_row(rpc, "ceiling", "prefetch 8")
     python = fastest_python(rpc)
-    python_label = f"Python {python['pool']}" if python else "Python"
     lines = []
 
     lines.append(throughput_ratio_line("throughput celeriac prefork -c 2 / broker ceiling (tasks.add, rpc)",
                                        default_pool, ceiling, TARGET_CEILING_RATIO))
     lines.append(throughput_ratio_line(f"throughput celeriac prefork -c 2 / fastest Python pool, "
-                                       f"{python_label} (tasks.add, rpc)",
+                                       f"{python_label(python)} (tasks.add, rpc)",
                                        default_pool, python, TARGET_PYTHON_RATIO))
 
     none_rows = tables["none"]
@@ -394,10 +409,10 @@ def evaluate_targets(tables, latency_rows):
                                        "(tasks.add, ignore_result)",
                                        none_default_pool, find_row(none_rows, "ceiling", "prefetch 8"),
                                        TARGET_CEILING_RATIO))
-    lines.append(throughput_ratio_line("throughput celeriac prefork -c 2 / fastest Python pool "
-                                       "(tasks.add, ignore_result)",
-                                       none_default_pool, fastest_python(none_rows),
-                                       TARGET_PYTHON_RATIO))
+    none_python = fastest_python(none_rows)
+    lines.append(throughput_ratio_line(f"throughput celeriac prefork -c 2 / fastest Python pool, "
+                                       f"{python_label(none_python)} (tasks.add, ignore_result)",
+                                       none_default_pool, none_python, TARGET_PYTHON_RATIO))
 
     for client in LATENCY_CLIENTS:
         rows = [row for row in latency_rows if row["client"] == client]
@@ -408,14 +423,15 @@ def evaluate_targets(tables, latency_rows):
                                 TARGET_LATENCY_RATIO, False))
         floor = safe_ratio(find_row(rows, "ceiling", "prefetch 8"), python_latency, "p50_ms")
         if floor is not None:
-            lines.append((f"latency p50 broker ceiling / Python solo, {client} client: {floor:.2f}x "
+            lines.append((f"latency p50 broker ceiling / Python solo, {client} client: {format_ratio(floor)} "
                           "(no target: the client and the broker alone)", True))
 
     payload = tables["payload"]
+    payload_python = fastest_python(payload)
     lines.append(throughput_ratio_line("1 MiB tasks.echo throughput celeriac prefork -c 2 / "
-                                       "fastest Python pool",
+                                       f"fastest Python pool, {python_label(payload_python)}",
                                        find_row(payload, "celeriac", "prefork -c 2"),
-                                       fastest_python(payload), TARGET_PAYLOAD_RATIO))
+                                       payload_python, TARGET_PAYLOAD_RATIO))
 
     target_mib = TARGET_RSS_BYTES / MIB
     for label, rows in (("tasks.add", rpc + none_rows), ("1 MiB tasks.echo", payload)):
@@ -469,18 +485,20 @@ def compiler_flags():
 
 
 def broker_version():
-    connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest")
-    connection.connect()
     try:
-        properties = connection.server_properties
-        return f"{properties.get('product', 'unknown')} {properties.get('version', 'unknown')}"
-    finally:
-        connection.close()
+        with amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest",
+                             connect_timeout=5) as connection:
+            properties = connection.server_properties
+    except (OSError, amqp.exceptions.AMQPError) as error:
+        return f"a broker that did not answer at the end of the run ({error})"
+    return f"{properties.get('product', 'unknown')} {properties.get('version', 'unknown')}"
 
 
 def git_revision():
     revision = command_output(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
-    changes = command_output(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
+    # The report and plot that an earlier run rewrote do not count as changes.
+    changes = command_output(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no",
+                              "--", ".", ":!docs/performance.md", ":!docs/bench-scaling.png"])
     return revision + (" with uncommitted changes" if changes and changes != "unknown" else "")
 
 
@@ -568,27 +586,52 @@ def snapshot_binaries():
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the tasks, no repeats and shorter caps, to check the suite "
-                             "itself; the figures are too short to trust")
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
+                             "itself; the figures are too short to trust, so the report, plot and "
+                             f"raw figures go to {QUICK_DIR.relative_to(REPO_ROOT)}/ unless "
+                             "--output or --plot say otherwise")
+    parser.add_argument("--output", type=pathlib.Path, default=None,
                         help="markdown report to write (default: docs/performance.md)")
-    parser.add_argument("--plot", type=pathlib.Path, default=DEFAULT_PLOT,
+    parser.add_argument("--plot", type=pathlib.Path, default=None,
                         help="PNG plot of throughput against -c (default: docs/bench-scaling.png)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: write the report again from the figures the last run "
                              f"saved in {RESULTS_JSON}, after an edit of {TEMPLATE.name}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick and args.render_only:
+        parser.error("--quick and --render-only do not go together")
+    output_dir = QUICK_DIR if args.quick else None
+    if args.output is None:
+        args.output = output_dir / "performance.md" if output_dir else DEFAULT_OUTPUT
+    if args.plot is None:
+        args.plot = output_dir / "bench-scaling.png" if output_dir else DEFAULT_PLOT
+    args.results = output_dir / "results.json" if output_dir else RESULTS_JSON
+    # A run takes minutes, so a path it cannot write fails now, not at the end.
+    for path in (args.output, args.plot, args.results):
+        if path.parent == output_dir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            parser.error(f"cannot write {path}: the folder {path.parent} does not exist")
+    return args
 
 
 def render_saved_report(output):
     """Fill the template with the sections the last full run saved."""
     try:
         sections = json.loads(RESULTS_JSON.read_text())["sections"]
-    except (OSError, ValueError, KeyError) as error:
-        sys.exit(f"no saved report sections in {RESULTS_JSON} ({error}); run the suite first")
-    output.write_text(fill_template(sections))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"no saved report sections in {RESULTS_JSON} ({error!r}); run `make bench` first")
+    missing = [key for key in SECTION_KEYS
+               if not isinstance(sections, dict) or not isinstance(sections.get(key), str)]
+    if missing:
+        sys.exit(f"{RESULTS_JSON} lacks the report sections {', '.join(missing)}; run `make bench` first")
+    try:
+        text = fill_template({key: sections[key] for key in SECTION_KEYS})
+    except KeyError as error:
+        sys.exit(f"cannot fill the report template: {error.args[0]}")
+    output.write_text(text)
     print(f"report written to {output} from {RESULTS_JSON}")
     return 0
 
@@ -599,7 +642,7 @@ def main(argv=None):
         return render_saved_report(args.output)
     check_prerequisites()
     revision = snapshot_binaries()
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    signal.signal(signal.SIGTERM, drain.exit_on_sigterm)
     plan = Plan(args.quick)
     started = datetime.datetime.now(datetime.timezone.utc)
     begin = time.monotonic()
@@ -621,8 +664,12 @@ def main(argv=None):
 
     points = scaling_points(tables["rpc"], scaling_extra)
     target_lines = evaluate_targets(tables, latency_rows)
+    setup = collect_setup(load_before, load_average(), started, seconds, revision)
+    if args.quick:
+        setup = ("- A quick run (`--quick`): a tenth of the tasks and one round, to check the "
+                 "suite. The figures are too short to trust.\n" + setup)
     sections = {
-        "setup": collect_setup(load_before, load_average(), started, seconds, revision),
+        "setup": setup,
         "targets": "\n".join(f"- {text}" for text, _ in target_lines),
         "repeats": str(plan.repeats),
         "rpc_table": throughput_table(tables["rpc"], specs["rpc"]),
@@ -643,14 +690,14 @@ def main(argv=None):
     print("## Ratios and targets\n")
     print(sections["targets"])
 
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(
         {"tables": tables, "latency": latency_rows, "scaling": scaling_extra, "failures": failures,
          "sections": sections},
         indent=2, default=str))
     print(f"\n{write_plot(points, args.plot)}")
     args.output.write_text(fill_template(sections))
-    print(f"report written to {args.output}; raw figures in {RESULTS_JSON}")
+    print(f"report written to {args.output}; raw figures in {args.results}")
     if failures:
         print("\nfailed runs:\n" + sections["failures"], file=sys.stderr)
         return 1

@@ -40,7 +40,9 @@ Everything runs against 127.0.0.1 and every wait has a timeout.
 """
 
 import argparse
+import contextlib
 import dataclasses
+import math
 import os
 import pathlib
 import selectors
@@ -178,6 +180,47 @@ def missing_files(worker):
 RUN_ERRORS = (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError,
               amqp.exceptions.AMQPError, kombu.exceptions.OperationalError,
               celery.exceptions.TimeoutError)
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup path runs."""
+
+
+def raise_terminated(number, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM until the block ends, so that a second Ctrl-C
+    or SIGTERM does not cut a cleanup short. Each cleanup step has a timeout."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def run_main(main):
+    """Run ``main`` and turn Ctrl-C and SIGTERM into a message and an exit status.
+
+    The runs' finally blocks stop the workers and delete the queues first.
+    """
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        sys.exit(main())
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+
+
+def exit_if_build_dir_missing():
+    if not BUILD_DIR.is_dir():
+        sys.exit(f"build folder {BUILD_DIR} not found; run `make` first, or set CELERIAC_BUILD_DIR "
+                 "to the folder `make BUILD=...` wrote")
+
 
 # Log levels that both Celery and celeriac take.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -530,7 +573,8 @@ def delete_run_queues(connection, channel, queues, exchange):
             delete_queues_on(retry.channel(), queues, exchange)
     except (OSError, amqp.exceptions.AMQPError) as error:
         log(f"could not delete queues {', '.join(queues)} and exchange {exchange}: {error!r}; "
-            "delete the queues with `rabbitmqctl delete_queue NAME` (the exchange holds no messages)")
+            "delete the queues with `rabbitmqctl delete_queue NAME`, with RABBITMQ_NODENAME set "
+            "for a node of one's own (the exchange holds no messages)")
     try:
         connection.close()
     except (OSError, amqp.exceptions.AMQPError):
@@ -574,11 +618,12 @@ def run_drain(drain, timeout):
         if drained and drain.results == "none":
             check_queue_empty_after_stop(channel, queue)
     finally:
-        if process is not None and process.returncode is None:
-            stop_worker(process)
-        if counter is not None:
-            stop_counter(counter)
-        delete_run_queues(connection, channel, [queue, reply_queue] if reply_queue else [queue], queue)
+        with signals_deferred():
+            if process is not None and process.returncode is None:
+                stop_worker(process)
+            if counter is not None:
+                stop_counter(counter)
+            delete_run_queues(connection, channel, [queue, reply_queue] if reply_queue else [queue], queue)
     seconds = finished - started
     rate = done / seconds if seconds > 0 else float("inf")
     # CPU microseconds per task while the clock ran; the first sample comes
@@ -588,7 +633,7 @@ def run_drain(drain, timeout):
         for part in ("worker", "broker", "client"):
             used = getattr(cpu[1], part) - getattr(cpu[0], part)
             per_task[part] = used * 1e6 / done
-    log(f"{done} tasks in {seconds:.2f}s ({rate:.0f}/s), peak RSS {rss:.1f} MiB, CPU us/task "
+    log(f"{done} tasks in {seconds:.2f}s ({format_rate(rate)}/s), peak RSS {rss:.1f} MiB, CPU us/task "
         + ", ".join(f"{part} {value:.0f}" for part, value in per_task.items()))
     return {
         "worker": drain.worker, "pool": drain.pool_label(), "results": drain.results,
@@ -600,14 +645,18 @@ def run_drain(drain, timeout):
     }
 
 
+def format_rate(rate):
+    """Format tasks/s; a run shorter than the clock's resolution has no rate."""
+    return f"{rate:.0f}" if math.isfinite(rate) else "-"
+
+
 def print_table(rows):
     print("| worker | pool | results | tasks | seconds | tasks/s | peak RSS MiB "
           "| CPU us/task: worker | broker | client |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         tasks = f"{row['tasks']} of {row['preloaded']}" if row["capped"] else str(row["tasks"])
-        # A run shorter than the clock's resolution has no rate.
-        rate = f"{row['rate']:.0f}" if row["rate"] != float("inf") else "-"
+        rate = format_rate(row["rate"])
         cpu = row["cpu_us_per_task"]
         cpu_cells = " | ".join(f"{cpu[part]:.0f}" if part in cpu else "-"
                                for part in ("worker", "broker", "client"))
@@ -692,9 +741,9 @@ def main(argv=None):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
     # Runs with rpc results count them with the ceiling program.
     needed = [name for name, _, _ in workers] + (["ceiling"] if "rpc" in modes else [])
+    exit_if_build_dir_missing()
     exit_if_files_missing(needed)
 
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
     rows = []
     for mode in modes:
         for name, pool, concurrency in workers:
@@ -711,16 +760,5 @@ def main(argv=None):
     print_table(rows)
 
 
-def exit_on_sigterm(number, frame):
-    """Exit through the runs' finally blocks, which stop workers and delete queues."""
-    print("terminated", file=sys.stderr)
-    sys.exit(128 + number)
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        # The runs' finally blocks have stopped the workers and deleted the queues.
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -19,6 +19,7 @@ fast spells and their ratios hold from run to run. Everything runs against 127.0
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -47,6 +48,25 @@ def percentile(sorted_values, fraction):
     return sorted_values[rank - 1]
 
 
+class RoundTripTimeout(RuntimeError):
+    """A round trip that outlived its alarm. Not an OSError, which kombu would retry."""
+
+
+@contextlib.contextmanager
+def alarm_after(seconds, what):
+    """Raise RoundTripTimeout in the block once ``seconds`` have passed."""
+    def expire(number, frame):
+        raise RoundTripTimeout(f"{what} took more than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def check_sum(number, value):
     if value != 2 * number:
         raise RuntimeError(f"tasks.add({number}, {number}) returned {value!r}, expected {2 * number}")
@@ -60,13 +80,17 @@ class CeleryClient:
     def __init__(self):
         self.app = Celery("bench-latency", broker=drain.BROKER_URL, backend="rpc://",
                           set_as_current=False)
+        self.app.conf.broker_connection_timeout = CONNECT_TIMEOUT
 
     def round_trip(self, queue, number, check_value):
         """Send one tasks.add and return the seconds until its result arrived."""
-        begin = time.perf_counter()
-        result = self.app.send_task("tasks.add", args=(number, number), queue=queue)
-        value = result.get(timeout=RESULT_TIMEOUT)
-        elapsed = time.perf_counter() - begin
+        # kombu retries a lost connection without end, inside send_task
+        # too, so a stopped broker would hang the run without this alarm.
+        with alarm_after(RESULT_TIMEOUT + CONNECT_TIMEOUT, f"round trip {number} on {queue}"):
+            begin = time.perf_counter()
+            result = self.app.send_task("tasks.add", args=(number, number), queue=queue)
+            value = result.get(timeout=RESULT_TIMEOUT)
+            elapsed = time.perf_counter() - begin
         if check_value:
             check_sum(number, value)
         return elapsed
@@ -257,14 +281,18 @@ def measure_latencies(entries, count, max_seconds, client_name="celery"):
                 except ROUND_TRIP_ERRORS as error:
                     subject.error = error
     finally:
-        for subject in subjects:
-            # Every worker gets its stop, also after another's failed or a
-            # second Ctrl-C, because each runs in a session of its own.
+        with drain.signals_deferred():
+            for subject in subjects:
+                # Every worker gets its stop, also after another's failed.
+                try:
+                    subject.stop()
+                except ROUND_TRIP_ERRORS as error:
+                    drain.log(f"cleaning up after {subject.label()} failed: {error!r}; if queue "
+                              f"{subject.queue} is left, delete it with `rabbitmqctl delete_queue`")
             try:
-                subject.stop()
-            except (Exception, KeyboardInterrupt) as error:
-                drain.log(f"cleaning up after {subject.label()} failed: {error!r}")
-        client.close()
+                client.close()
+            except ROUND_TRIP_ERRORS as error:
+                drain.log(f"closing the {client_name} client failed: {error!r}")
     for subject in subjects:
         if subject.error is None and not subject.latencies:
             subject.error = "no round trip was measured"
@@ -320,9 +348,12 @@ def main(argv=None):
         sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
     if len(set(workers)) < len(workers):
         sys.exit(f"--workers names a worker twice: {args.workers}")
+    drain.exit_if_build_dir_missing()
     drain.exit_if_files_missing(name for name, _, _ in workers)
-    signal.signal(signal.SIGTERM, drain.exit_on_sigterm)
-    rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
+    try:
+        rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
+    except drain.RUN_ERRORS as error:
+        sys.exit(f"latency run failed: {error}")
     print("| worker | pool | round trips | p50 ms | p99 ms |")
     print("|---|---|---:|---:|---:|")
     for row in rows:
@@ -334,9 +365,4 @@ def main(argv=None):
         sys.exit(1)
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        # The runs' finally blocks have stopped the workers and deleted the queues.
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    drain.run_main(main)

@@ -24,7 +24,6 @@ import os
 import pathlib
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -249,7 +248,7 @@ def fastest_python(rows):
 
 
 def format_rate(row):
-    text = f"{row['rate']:.0f}"
+    text = drain.format_rate(row["rate"])
     if row.get("runs", 1) > 1:
         text += f" ({row['rate_min']:.0f}–{row['rate_max']:.0f})"
     return text
@@ -258,6 +257,8 @@ def format_rate(row):
 def format_ratio(value):
     """Format a ratio with three significant digits, so that 0.847x does not
     round to a target of 0.85x and 0.00430x stays visible."""
+    if value >= 100:
+        return f"{value:.0f}x"
     return format(value, "#.3g").rstrip(".") + "x"
 
 
@@ -351,7 +352,11 @@ def ratio_line(name, value, target, at_least):
     met = value >= target if at_least else value <= target
     relation = "≥" if at_least else "≤"
     verdict = "met" if met else "NOT met"
-    return f"{name}: {format_ratio(value)} (target {relation} {target:g}x: {verdict})", met
+    shown = format_ratio(value)
+    if shown == format_ratio(target) and value != target:
+        # Rounded to the target's digits it would look met or missed wrongly.
+        shown = format(value, "#.5g") + "x"
+    return f"{name}: {shown} (target {relation} {target:g}x: {verdict})", met
 
 
 def safe_ratio(numerator, denominator, key):
@@ -590,7 +595,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the tasks, no repeats and shorter caps, to check the suite "
                              "itself; the figures are too short to trust, so the report, plot and "
-                             f"raw figures go to {QUICK_DIR.relative_to(REPO_ROOT)}/ unless "
+                             f"raw figures go to {QUICK_DIR}/ unless "
                              "--output or --plot say otherwise")
     parser.add_argument("--output", type=pathlib.Path, default=None,
                         help="markdown report to write (default: docs/performance.md)")
@@ -614,6 +619,8 @@ def parse_args(argv):
             path.parent.mkdir(parents=True, exist_ok=True)
         if not path.parent.is_dir():
             parser.error(f"cannot write {path}: the folder {path.parent} does not exist")
+        if path.is_dir():
+            parser.error(f"cannot write {path}: it is a folder; name a file")
     return args
 
 
@@ -642,7 +649,6 @@ def main(argv=None):
         return render_saved_report(args.output)
     check_prerequisites()
     revision = snapshot_binaries()
-    signal.signal(signal.SIGTERM, drain.exit_on_sigterm)
     plan = Plan(args.quick)
     started = datetime.datetime.now(datetime.timezone.utc)
     begin = time.monotonic()
@@ -705,9 +711,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        # The runs' finally blocks have stopped the workers and deleted the queues.
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    drain.run_main(main)

@@ -53,10 +53,10 @@ class RoundTripTimeout(RuntimeError):
 
 
 @contextlib.contextmanager
-def alarm_after(seconds, what):
+def alarm_after(seconds, description):
     """Raise RoundTripTimeout in the block once ``seconds`` have passed."""
     def expire(number, frame):
-        raise RoundTripTimeout(f"{what} took more than {seconds:.0f} s")
+        raise RoundTripTimeout(f"{description} took more than {seconds:.0f} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)

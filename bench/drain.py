@@ -438,7 +438,7 @@ def measure_without_results(channel, queue, count, process, timeout, max_seconds
             cpu.append(CpuSample.take(process.pid, broker))
             return started, now, count - ready
         time.sleep(POLL_INTERVAL)
-    raise TimeoutError(f"queue {queue} was not drained within {timeout:.0f}s")
+    raise TimeoutError(f"queue {queue} was not drained within {timeout:g} s")
 
 
 def start_counter(reply_queue, count):
@@ -476,7 +476,7 @@ def measure_with_results(counter, count, process, timeout, max_seconds, cpu):
         while True:
             now = time.monotonic()
             if now >= deadline:
-                raise TimeoutError(f"results did not arrive within {timeout:.0f}s")
+                raise TimeoutError(f"results did not arrive within {timeout:g} s")
             if started is not None and max_seconds is not None and now - started >= max_seconds:
                 # The counter prints what it has counted when it stops.
                 counter.send_signal(signal.SIGTERM)

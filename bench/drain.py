@@ -164,7 +164,11 @@ REQUIRED_FILES = {
 
 
 def exit_if_files_missing(names):
-    """Exit with a message when a file that one of the workers ``names`` needs is missing."""
+    """Exit with a message when the build folder, or a file that one of the
+    workers ``names`` needs, is missing."""
+    if not BUILD_DIR.is_dir():
+        sys.exit(f"build folder {BUILD_DIR} not found; run `make` first, or set CELERIAC_BUILD_DIR "
+                 "to the folder `make BUILD=...` wrote")
     for name in sorted(set(names)):
         missing = missing_files(name)
         if missing:
@@ -180,6 +184,7 @@ def missing_files(worker):
 RUN_ERRORS = (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError,
               amqp.exceptions.AMQPError, kombu.exceptions.OperationalError,
               celery.exceptions.TimeoutError)
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup path runs."""
@@ -214,12 +219,6 @@ def run_main(main):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
-
-
-def exit_if_build_dir_missing():
-    if not BUILD_DIR.is_dir():
-        sys.exit(f"build folder {BUILD_DIR} not found; run `make` first, or set CELERIAC_BUILD_DIR "
-                 "to the folder `make BUILD=...` wrote")
 
 
 # Log levels that both Celery and celeriac take.
@@ -553,6 +552,13 @@ def delete_queues_on(channel, queues, exchange):
     channel.exchange_delete(exchange=exchange)
 
 
+def delete_queues(queues, exchange, connect_timeout):
+    """Delete ``queues`` and ``exchange`` over a connection of their own."""
+    with amqp.Connection(host=BROKER_HOST, userid="guest", password="guest",
+                         connect_timeout=connect_timeout) as connection:
+        delete_queues_on(connection.channel(), queues, exchange)
+
+
 def delete_run_queues(connection, channel, queues, exchange):
     """Delete a run's queues and exchange, and close its connection.
 
@@ -568,9 +574,7 @@ def delete_run_queues(connection, channel, queues, exchange):
     except (OSError, amqp.exceptions.AMQPError):
         pass
     try:
-        with amqp.Connection(host=BROKER_HOST, userid="guest", password="guest",
-                             connect_timeout=5) as retry:
-            delete_queues_on(retry.channel(), queues, exchange)
+        delete_queues(queues, exchange, connect_timeout=5)
     except (OSError, amqp.exceptions.AMQPError) as error:
         log(f"could not delete queues {', '.join(queues)} and exchange {exchange}: {error!r}; "
             "delete the queues with `rabbitmqctl delete_queue NAME`, with RABBITMQ_NODENAME set "
@@ -664,6 +668,17 @@ def print_table(rows):
               f"| {row['seconds']:.2f} | {rate} | {row['rss']:.1f} | {cpu_cells} |")
 
 
+def parse_workers(text):
+    """Parse a comma-separated ``--workers`` value; exit when it is empty or
+    names a worker twice."""
+    workers = [parse_worker(entry) for entry in text.split(",") if entry]
+    if not workers:
+        sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
+    if len(set(workers)) < len(workers):
+        sys.exit(f"--workers names a worker twice: {text}")
+    return workers
+
+
 def parse_worker(text):
     """Parse ``worker[:pool[:concurrency]]`` or ``ceiling[:concurrency]``."""
     parts = text.split(":")
@@ -726,11 +741,7 @@ def main(argv=None):
         sys.exit(f"--timeout must be above 0, not {args.timeout}")
     if args.loglevel.lower() not in LOG_LEVELS:
         sys.exit(f"unknown --loglevel {args.loglevel!r}; choose from {', '.join(LOG_LEVELS)}")
-    workers = [parse_worker(entry) for entry in args.workers.split(",") if entry]
-    if not workers:
-        sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
-    if len(set(workers)) < len(workers):
-        sys.exit(f"--workers names a worker twice: {args.workers}")
+    workers = parse_workers(args.workers)
     modes = [name for name in args.results.split(",") if name]
     if not modes:
         sys.exit("--results is empty: name none, rpc or both")
@@ -741,7 +752,6 @@ def main(argv=None):
             sys.exit(f"unknown result mode {mode!r}; choose from none, rpc")
     # Runs with rpc results count them with the ceiling program.
     needed = [name for name, _, _ in workers] + (["ceiling"] if "rpc" in modes else [])
-    exit_if_build_dir_missing()
     exit_if_files_missing(needed)
 
     rows = []

@@ -15,7 +15,8 @@ task, so its latency is that of the client and the broker alone.
 All the workers named run at the same time, each consuming a fresh queue
 ``bench-latency-<pid>-...`` that is deleted afterwards, and the client takes
 them in turn, one round trip each, so that they share the machine's slow and
-fast spells and their ratios hold from run to run. Everything runs against 127.0.0.1 and every wait has a timeout.
+fast spells and their ratios hold from run to run. Everything runs against
+127.0.0.1 and every wait has a timeout.
 """
 
 import argparse
@@ -30,7 +31,6 @@ import time
 import uuid
 
 import amqp
-import kombu.exceptions
 from celery import Celery
 from celery.exceptions import TimeoutError as ResultTimeoutError
 
@@ -239,17 +239,13 @@ class Subject:
         }
 
 
-# Exceptions of a failed round trip or worker start.
-ROUND_TRIP_ERRORS = (RuntimeError, TimeoutError, ResultTimeoutError, OSError, amqp.exceptions.AMQPError,
-                     kombu.exceptions.OperationalError)
-
-
 def measure_latencies(entries, count, max_seconds, client_name="celery"):
     """Measure the workers in ``entries`` side by side and return (rows, failures).
 
-    ``client_name`` picks the client from CLIENTS. Every worker runs at once, each on a queue of its own. Round ``i`` sends
-    one round trip to each worker in turn, starting at a different worker
-    each round, so a slow spell of the machine falls on all of them alike.
+    ``client_name`` picks the client from CLIENTS. Every worker runs at
+    once, each on a queue of its own. Round ``i`` sends one round trip to
+    each worker in turn, starting at a different worker each round, so a
+    slow spell of the machine falls on all of them alike.
     A worker that fails is left out of the later rounds and named in
     ``failures``. The run stops early after ``max_seconds`` per worker of
     measured round trips and reports the ones done.
@@ -264,7 +260,7 @@ def measure_latencies(entries, count, max_seconds, client_name="celery"):
         for subject in subjects:
             try:
                 subject.warm_up(client)
-            except ROUND_TRIP_ERRORS as error:
+            except drain.RUN_ERRORS as error:
                 subject.error = error
         begin = time.monotonic()
         budget = max_seconds * len(subjects)
@@ -278,7 +274,7 @@ def measure_latencies(entries, count, max_seconds, client_name="celery"):
                     drain.check_worker_alive(subject.process)
                     subject.latencies.append(
                         client.round_trip(subject.queue, number, subject.check_value))
-                except ROUND_TRIP_ERRORS as error:
+                except drain.RUN_ERRORS as error:
                     subject.error = error
     finally:
         with drain.signals_deferred():
@@ -286,12 +282,12 @@ def measure_latencies(entries, count, max_seconds, client_name="celery"):
                 # Every worker gets its stop, also after another's failed.
                 try:
                     subject.stop()
-                except ROUND_TRIP_ERRORS as error:
+                except drain.RUN_ERRORS as error:
                     drain.log(f"cleaning up after {subject.label()} failed: {error!r}; if queue "
                               f"{subject.queue} is left, delete it with `rabbitmqctl delete_queue`")
             try:
                 client.close()
-            except ROUND_TRIP_ERRORS as error:
+            except drain.RUN_ERRORS as error:
                 drain.log(f"closing the {client_name} client failed: {error!r}")
     for subject in subjects:
         if subject.error is None and not subject.latencies:
@@ -310,15 +306,7 @@ def declare_queue(app, queue):
 
 def delete_queue(queue):
     """Delete the task queue and the exchange kombu declared for it."""
-    connection = amqp.Connection(host=drain.BROKER_HOST, userid="guest", password="guest",
-                                 connect_timeout=CONNECT_TIMEOUT)
-    connection.connect()
-    try:
-        channel = connection.channel()
-        channel.queue_delete(queue=queue)
-        channel.exchange_delete(exchange=queue)
-    finally:
-        connection.close()
+    drain.delete_queues([queue], queue, CONNECT_TIMEOUT)
 
 
 def parse_args(argv):
@@ -343,12 +331,7 @@ def main(argv=None):
         sys.exit(f"--round-trips must be 1 or more, not {args.round_trips}")
     if not args.max_seconds > 0:
         sys.exit(f"--max-seconds must be above 0, not {args.max_seconds}")
-    workers = [drain.parse_worker(entry) for entry in args.workers.split(",") if entry]
-    if not workers:
-        sys.exit("--workers is empty: name at least one worker, e.g. celeriac:prefork:2")
-    if len(set(workers)) < len(workers):
-        sys.exit(f"--workers names a worker twice: {args.workers}")
-    drain.exit_if_build_dir_missing()
+    workers = drain.parse_workers(args.workers)
     drain.exit_if_files_missing(name for name, _, _ in workers)
     try:
         rows, failures = measure_latencies(workers, args.round_trips, args.max_seconds, args.client)
@@ -363,6 +346,7 @@ def main(argv=None):
         print(f"failed: {failure}", file=sys.stderr)
     if failures:
         sys.exit(1)
+
 
 if __name__ == "__main__":
     drain.run_main(main)

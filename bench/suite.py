@@ -352,11 +352,11 @@ def ratio_line(name, value, target, at_least):
     met = value >= target if at_least else value <= target
     relation = "≥" if at_least else "≤"
     verdict = "met" if met else "NOT met"
-    shown = format_ratio(value)
-    if shown == format_ratio(target) and value != target:
+    value_text = format_ratio(value)
+    if value_text == format_ratio(target) and value != target:
         # Rounded to the target's digits it would look met or missed wrongly.
-        shown = format(value, "#.5g") + "x"
-    return f"{name}: {shown} (target {relation} {target:g}x: {verdict})", met
+        value_text = format(value, "#.5g") + "x"
+    return f"{name}: {value_text} (target {relation} {target:g}x: {verdict})", met
 
 
 def safe_ratio(numerator, denominator, key):
@@ -388,7 +388,7 @@ def throughput_ratio_line(name, numerator, denominator, target):
     paired = paired_ratio(numerator, denominator)
     text, met = ratio_line(name, paired[0] if paired else None, target, True)
     if paired is not None and paired[3] > 1:
-        median, lowest, highest, rounds = paired
+        _, lowest, highest, rounds = paired
         text += (f"; per round {format_ratio(lowest)} to {format_ratio(highest)} "
                  f"over {rounds} rounds")
     return text, met

@@ -70,6 +70,9 @@ def test_existing_quorum_queue_consumed(client, worker_factory, extra_queues):
     assert client.ResultSet(results).get(timeout=RESULT_TIMEOUT) == [5, 6, 7, 8]
     assert queue_arguments(name).get("x-queue-type") == "quorum"
     assert run_task(client, worker, "tasks.echo", args=["quorum"]) == "quorum"
+    # RabbitMQ applies a later basic.qos only to new consumers, so the log
+    # warns that ETA tasks take up places in the fixed prefetch.
+    assert "per-consumer prefetch that stays fixed" in worker.log_text()
 
 
 def test_max_priority_declared(worker_factory):

@@ -218,6 +218,8 @@ bool cel__revoked_contains(cel__revoked_t *set, const char *task_id, double now)
     if (task_id == NULL)
         return false;
     purge(set, now);
+    if (set->count == 0)
+        return false; /* skips hashing the id while nothing is revoked */
     return *find_link(set, task_id, hash_id(task_id)) != NULL;
 }
 

@@ -12,10 +12,16 @@
 static bool is_ascii(const void *bytes, size_t len)
 {
     const unsigned char *p = bytes;
-    unsigned char any = 0;
-    for (size_t i = 0; i < len; i++)
+    uint64_t any = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, p + i, 8);
+        any |= word;
+    }
+    for (; i < len; i++)
         any |= p[i];
-    return any < 0x80;
+    return (any & UINT64_C(0x8080808080808080)) == 0;
 }
 
 static int value_to_json(const amqp_field_value_t *value, int depth,
@@ -66,12 +72,12 @@ static int array_to_json(const amqp_array_t *array, int depth, json_t **out)
     return CEL_OK;
 }
 
-static json_t *decimal_to_json(amqp_decimal_t decimal)
+static double decimal_value(amqp_decimal_t decimal)
 {
     double value = (double)(int32_t)decimal.value;
     for (unsigned i = 0; i < decimal.decimals; i++)
         value /= 10.0;
-    return json_real(value);
+    return value;
 }
 
 static int value_to_json(const amqp_field_value_t *value, int depth,
@@ -117,7 +123,7 @@ static int value_to_json(const amqp_field_value_t *value, int depth,
         *out = json_real(v->value.f64);
         break;
     case AMQP_FIELD_KIND_DECIMAL:
-        *out = decimal_to_json(v->value.decimal);
+        *out = json_real(decimal_value(v->value.decimal));
         break;
     case AMQP_FIELD_KIND_TIMESTAMP:
         *out = json_integer((json_int_t)v->value.u64);
@@ -165,6 +171,235 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
                  "not UTF-8, or nesting deeper than %d)",
                  MAX_TABLE_DEPTH);
     return status;
+}
+
+static bool table_is_plain(const amqp_table_t *table, int depth);
+
+/* True when value_to_json converts the value without failing and without
+ * a UTF-8 check: every text in it is ASCII, and it nests no deeper than
+ * MAX_TABLE_DEPTH. The depths follow value_to_json's. */
+static bool value_is_plain(const amqp_field_value_t *value, int depth)
+{
+    if (depth > MAX_TABLE_DEPTH)
+        return false;
+    switch (value->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_F32:
+    case AMQP_FIELD_KIND_F64:
+    case AMQP_FIELD_KIND_DECIMAL:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+    case AMQP_FIELD_KIND_VOID:
+        return true;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        return is_ascii(value->value.bytes.bytes, value->value.bytes.len);
+    case AMQP_FIELD_KIND_ARRAY:
+        for (int i = 0; i < value->value.array.num_entries; i++)
+            if (!value_is_plain(&value->value.array.entries[i], depth + 1))
+                return false;
+        return true;
+    case AMQP_FIELD_KIND_TABLE:
+        return table_is_plain(&value->value.table, depth);
+    default:
+        return false;
+    }
+}
+
+static bool table_is_plain(const amqp_table_t *table, int depth)
+{
+    for (int i = 0; i < table->num_entries; i++) {
+        const amqp_table_entry_t *entry = &table->entries[i];
+        if (!is_ascii(entry->key.bytes, entry->key.len) ||
+            !value_is_plain(&entry->value, depth + 1))
+            return false;
+    }
+    return true;
+}
+
+/* The decoder's view of a plain value, with the integer and real values
+ * that value_to_json would give it. */
+static cel__value_t field_value(const amqp_field_value_t *value)
+{
+    cel__value_t out = {.kind = CEL__VALUE_INTEGER};
+    const amqp_field_value_t *v = value;
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        out.kind = v->value.boolean ? CEL__VALUE_TRUE : CEL__VALUE_OTHER;
+        break;
+    case AMQP_FIELD_KIND_I8:
+        out.integer = v->value.i8;
+        break;
+    case AMQP_FIELD_KIND_U8:
+        out.integer = v->value.u8;
+        break;
+    case AMQP_FIELD_KIND_I16:
+        out.integer = v->value.i16;
+        break;
+    case AMQP_FIELD_KIND_U16:
+        out.integer = v->value.u16;
+        break;
+    case AMQP_FIELD_KIND_I32:
+        out.integer = v->value.i32;
+        break;
+    case AMQP_FIELD_KIND_U32:
+        out.integer = v->value.u32;
+        break;
+    case AMQP_FIELD_KIND_I64:
+        out.integer = v->value.i64;
+        break;
+    case AMQP_FIELD_KIND_U64:
+        out.integer = (int64_t)v->value.u64; /* signed, as value_to_json */
+        break;
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        out.integer = (long long)v->value.u64;
+        break;
+    case AMQP_FIELD_KIND_F32:
+        out.kind = CEL__VALUE_REAL;
+        out.real = v->value.f32;
+        break;
+    case AMQP_FIELD_KIND_F64:
+        out.kind = CEL__VALUE_REAL;
+        out.real = v->value.f64;
+        break;
+    case AMQP_FIELD_KIND_DECIMAL:
+        out.kind = CEL__VALUE_REAL;
+        out.real = decimal_value(v->value.decimal);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        out.kind = CEL__VALUE_TEXT;
+        out.text = v->value.bytes.bytes;
+        out.len = v->value.bytes.len;
+        break;
+    case AMQP_FIELD_KIND_VOID:
+        out.kind = CEL__VALUE_NULL;
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        out.kind = v->value.array.num_entries == 2 ? CEL__VALUE_PAIR
+                                                   : CEL__VALUE_OTHER;
+        break;
+    default:
+        out.kind = CEL__VALUE_OTHER;
+        break;
+    }
+    return out;
+}
+
+static bool key_is(amqp_bytes_t key, const char *name, size_t len)
+{
+    return key.len == len && memcmp(key.bytes, name, len) == 0;
+}
+
+/* Returns the decoder field named by `key`, or CEL__FIELD_COUNT. The
+ * switch picks the fields whose names have the key's length, so a header
+ * is compared with at most three names. */
+static cel__task_field_t task_field(amqp_bytes_t key)
+{
+    cel__task_field_t candidates[3] = {CEL__FIELD_COUNT, CEL__FIELD_COUNT,
+                                       CEL__FIELD_COUNT};
+    switch (key.len) {
+    case 2:
+        candidates[0] = CEL__FIELD_ID;
+        break;
+    case 3:
+        candidates[0] = CEL__FIELD_ETA;
+        break;
+    case 4:
+        candidates[0] = CEL__FIELD_TASK;
+        break;
+    case 5:
+        candidates[0] = CEL__FIELD_GROUP;
+        break;
+    case 6:
+        candidates[0] = CEL__FIELD_SHADOW;
+        candidates[1] = CEL__FIELD_ORIGIN;
+        break;
+    case 7:
+        candidates[0] = CEL__FIELD_ROOT_ID;
+        candidates[1] = CEL__FIELD_EXPIRES;
+        candidates[2] = CEL__FIELD_RETRIES;
+        break;
+    case 8:
+        candidates[0] = CEL__FIELD_ARGSREPR;
+        break;
+    case 9:
+        candidates[0] = CEL__FIELD_PARENT_ID;
+        candidates[1] = CEL__FIELD_TIMELIMIT;
+        break;
+    case 10:
+        candidates[0] = CEL__FIELD_KWARGSREPR;
+        break;
+    case 11:
+        candidates[0] = CEL__FIELD_GROUP_INDEX;
+        break;
+    case 13:
+        candidates[0] = CEL__FIELD_IGNORE_RESULT;
+        break;
+    default:
+        return CEL__FIELD_COUNT;
+    }
+    for (int i = 0; i < 3 && candidates[i] != CEL__FIELD_COUNT; i++) {
+        const cel__field_name_t *name = &cel__task_field_names[candidates[i]];
+        if (key_is(key, name->text, name->len))
+            return candidates[i];
+    }
+    return CEL__FIELD_COUNT;
+}
+
+bool cel__table_read_fields(const amqp_table_t *table, size_t max_headers,
+                            cel__task_fields_t *out)
+{
+    if ((size_t)table->num_entries > max_headers ||
+        !table_is_plain(table, 0))
+        return false;
+    memset(out, 0, sizeof *out); /* every field CEL__VALUE_ABSENT */
+    for (int i = 0; i < table->num_entries; i++) {
+        const amqp_table_entry_t *entry = &table->entries[i];
+        if (key_is(entry->key, "compression", strlen("compression")))
+            return false;
+        cel__task_field_t field = task_field(entry->key);
+        if (field == CEL__FIELD_COUNT)
+            continue;
+        /* A later entry with the same key replaces an earlier one, as in
+         * the JSON object. */
+        out->value[field] = field_value(&entry->value);
+        if (field == CEL__FIELD_TIMELIMIT &&
+            out->value[field].kind == CEL__VALUE_PAIR)
+            for (int j = 0; j < 2; j++)
+                out->timelimit[j] =
+                    field_value(&entry->value.value.array.entries[j]);
+    }
+    return out->value[CEL__FIELD_TASK].kind == CEL__VALUE_TEXT;
+}
+
+json_t *cel__request_headers(const cel__request_t *request)
+{
+    if (request->msg.headers != NULL || request->properties == NULL)
+        return json_incref(request->msg.headers);
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    amqp_bytes_t encoded = {request->properties_len, request->properties};
+    void *decoded = NULL;
+    json_t *headers = NULL;
+    char why[160];
+    /* The same bytes were decoded and checked when the message came. */
+    if (amqp_decode_properties(AMQP_BASIC_CLASS, &pool, encoded, &decoded) ==
+        AMQP_STATUS_OK) {
+        const amqp_basic_properties_t *props = decoded;
+        if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
+            cel__table_to_json(&props->headers, SIZE_MAX, &headers, why,
+                               sizeof why);
+    }
+    empty_amqp_pool(&pool);
+    return headers;
 }
 
 static amqp_bytes_t pool_bytes(amqp_pool_t *pool, const char *text, size_t len)

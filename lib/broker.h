@@ -134,6 +134,18 @@ amqp_connection_state_t cel__broker_connection(cel__broker_t *broker);
 int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
                        json_t **out, char *why, size_t why_len);
 
+/*
+ * Reads the decoder's fields from received headers without building a
+ * JSON object. Returns false, and leaves the message to
+ * cel__table_to_json, unless all of these hold: the table has at most
+ * max_headers entries, and it converts to JSON without any check that
+ * could fail (ASCII text only, nesting within 32 levels). It names the
+ * task as text and has no compression header. Text in *out points into
+ * the table.
+ */
+bool cel__table_read_fields(const amqp_table_t *table, size_t max_headers,
+                            cel__task_fields_t *out);
+
 /* Converts a JSON object to an AMQP table allocated from `pool`, with the
  * field types py-amqp reads back as the same Python values. */
 int cel__json_to_table(json_t *object, amqp_pool_t *pool, amqp_table_t *out);

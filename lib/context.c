@@ -74,6 +74,8 @@ json_t *cel_context_headers(const cel_context_t *ctx)
         request->msg.headers = request->fetch_headers(request);
         request->fetch_headers = NULL;
     }
+    if (request->msg.headers == NULL)
+        request->msg.headers = cel__request_headers(request);
     return request->msg.headers;
 }
 
@@ -183,6 +185,7 @@ void cel__request_free(cel__request_t *request)
     if (request == NULL)
         return;
     cel__task_message_clear(&request->msg);
+    free(request->properties);
     free(request->exchange);
     free(request->routing_key);
     free(request->body);

@@ -209,6 +209,7 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
     next.argsrepr = NULL;
     next.kwargsrepr = NULL;
     cel__request_arguments(request, &next.args, &next.kwargs);
+    next.headers = cel__request_headers(request);
 
     json_t *headers = NULL;
     char *body = NULL;
@@ -216,6 +217,7 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
     int status = cel__task_encode_v2(&next, &headers, &body, &body_len);
     json_decref(next.args);
     json_decref(next.kwargs);
+    json_decref(next.headers);
     if (status != CEL_OK)
         return status;
     cel__publish_t publish = {

@@ -143,9 +143,19 @@ typedef struct cel__request {
     /* In a prefork child, msg.headers stays NULL until the task reads
      * the headers, and this fetches them from the main process. */
     json_t *(*fetch_headers)(struct cel__request *request);
+    /* The AMQP basic properties as received, encoded. The main process
+     * keeps them when it decoded the message without a headers object
+     * (msg.headers is NULL), so cel__request_headers can build it. */
+    void *properties;
+    size_t properties_len;
 } cel__request_t;
 
 void cel__request_free(cel__request_t *request);
+
+/* Returns a new reference to the request's headers object: msg.headers,
+ * or one built from the kept properties. NULL when the message has no
+ * headers, or when memory runs out. */
+json_t *cel__request_headers(const cel__request_t *request);
 
 /* Sets *args and *kwargs to new references to the request's arguments,
  * parsed from request->body when the request keeps its body. Either may be

@@ -925,7 +925,7 @@ static void kill_at_limit(prefork_pool_t *pool, int index)
 /* Sends a child the headers of the task it runs. */
 static void send_headers(prefork_pool_t *pool, child_t *child)
 {
-    json_t *headers = child->request->msg.headers;
+    json_t *headers = cel__request_headers(child->request);
     const cel__json_member_t members[] = {
         {.key = "headers", .value = headers, .raw = "{}"},
     };
@@ -933,6 +933,7 @@ static void send_headers(prefork_pool_t *pool, child_t *child)
         cel__log(pool->base.app, CEL_LOG_WARNING,
                  "Cannot send the headers of task %s to pool process %d: %s",
                  child->request->msg.id, (int)child->pid, strerror(errno));
+    json_decref(headers);
 }
 
 /* Reads what a child sent and settles every whole reply in it; returns

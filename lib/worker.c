@@ -306,15 +306,41 @@ static char *table_text(const amqp_basic_properties_t *props, const char *key)
     return NULL;
 }
 
+/* True when the decoder can take the fields straight from the headers
+ * (cel__table_read_fields), which is the case for Celery's own v2
+ * messages. Their headers object is built only when a task or a retry
+ * needs it, from a copy of the encoded properties. */
+static bool read_fields_directly(cel_worker_t *worker,
+                                 const amqp_envelope_t *envelope,
+                                 cel__task_fields_t *fields)
+{
+    const amqp_basic_properties_t *props = &envelope->message.properties;
+    const amqp_bytes_t *body = &envelope->message.body;
+    return (props->_flags & AMQP_BASIC_HEADERS_FLAG) && body->len > 0 &&
+           ((const char *)body->bytes)[0] == '[' &&
+           cel__table_read_fields(&props->headers, worker->limits.max_headers,
+                                  fields);
+}
+
 static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
-                           cel__request_t *request, char *why, size_t why_len)
+                           amqp_bytes_t raw_properties, cel__request_t *request,
+                           char *why, size_t why_len)
 {
     const amqp_basic_properties_t *props = &envelope->message.properties;
     json_t *headers = NULL;
     int status = CEL_OK;
-    if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
+    cel__task_fields_t fields;
+    bool direct = read_fields_directly(worker, envelope, &fields);
+    if (direct) {
+        request->properties = malloc(raw_properties.len);
+        if (request->properties == NULL)
+            return CEL_ENOMEM;
+        memcpy(request->properties, raw_properties.bytes, raw_properties.len);
+        request->properties_len = raw_properties.len;
+    } else if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
         status = cel__table_to_json(&props->headers, worker->limits.max_headers,
                                     &headers, why, why_len);
+    }
 
     char *content_type =
         property(props, AMQP_BASIC_CONTENT_TYPE_FLAG, props->content_type);
@@ -328,6 +354,7 @@ static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
         .priority =
             props->_flags & AMQP_BASIC_PRIORITY_FLAG ? props->priority : -1,
         .headers = headers,
+        .fields = direct ? &fields : NULL,
         .body = envelope->message.body.bytes,
         .body_len = envelope->message.body.len,
     };
@@ -393,7 +420,7 @@ static void keep_body(cel_worker_t *worker, cel__request_t *request,
  * contents; the caller destroys the envelope. `joined` is read_delivery's
  * joined body, which the request may take (keep_body). */
 static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
-                            char **joined)
+                            amqp_bytes_t raw_properties, char **joined)
 {
     if (!worker->consuming) {
         /* A delivery in flight when a warm shutdown cancelled the
@@ -414,7 +441,8 @@ static void handle_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
     request->routing_key = bytes_dup(envelope->routing_key);
 
     char why[512];
-    int status = decode_delivery(worker, envelope, request, why, sizeof why);
+    int status = decode_delivery(worker, envelope, raw_properties, request,
+                                 why, sizeof why);
     if (status == CEL_EDECODE || status == CEL_ETOODEEP) {
         drop_undecodable(worker, request, why);
         goto done;
@@ -881,7 +909,7 @@ static void service_pool_for(cel_worker_t *worker, double seconds)
  * frees. Returns an AMQP status. */
 static int read_delivery(amqp_connection_state_t conn,
                          const amqp_frame_t *method, amqp_envelope_t *out,
-                         char **joined)
+                         amqp_bytes_t *raw_properties, char **joined)
 {
     const amqp_basic_deliver_t *deliver = method->payload.method.decoded;
     memset(out, 0, sizeof *out);
@@ -901,6 +929,7 @@ static int read_delivery(amqp_connection_state_t conn,
         return AMQP_STATUS_UNEXPECTED_STATE;
     out->message.properties =
         *(const amqp_basic_properties_t *)frame.payload.properties.decoded;
+    *raw_properties = frame.payload.properties.raw;
     size_t size = (size_t)frame.payload.properties.body_size;
     size_t got = 0;
     while (got < size) {
@@ -961,8 +990,9 @@ static int read_broker(cel_worker_t *worker)
             continue;
         }
         amqp_envelope_t envelope;
+        amqp_bytes_t raw_properties;
         char *joined = NULL;
-        rc = read_delivery(conn, &frame, &envelope, &joined);
+        rc = read_delivery(conn, &frame, &envelope, &raw_properties, &joined);
         if (rc != AMQP_STATUS_OK) {
             free(joined);
             return broker_lost(worker, amqp_error_string2(rc));
@@ -970,7 +1000,7 @@ static int read_broker(cel_worker_t *worker)
         if (envelope.channel == CEL__CONTROL_CHANNEL)
             cel__control_handle(worker, &envelope);
         else
-            handle_delivery(worker, &envelope, &joined);
+            handle_delivery(worker, &envelope, raw_properties, &joined);
         free(joined);
     }
     return CEL_OK;

@@ -24,6 +24,65 @@ typedef struct cel__limits {
 
 void cel__limits_default(cel__limits_t *limits);
 
+/* The headers a task message's decoder reads, in the order of
+ * cel__task_field_names. */
+typedef enum cel__task_field {
+    CEL__FIELD_ID,
+    CEL__FIELD_TASK,
+    CEL__FIELD_SHADOW,
+    CEL__FIELD_ROOT_ID,
+    CEL__FIELD_PARENT_ID,
+    CEL__FIELD_GROUP,
+    CEL__FIELD_ORIGIN,
+    CEL__FIELD_ARGSREPR,
+    CEL__FIELD_KWARGSREPR,
+    CEL__FIELD_ETA,
+    CEL__FIELD_EXPIRES,
+    CEL__FIELD_RETRIES,
+    CEL__FIELD_GROUP_INDEX,
+    CEL__FIELD_IGNORE_RESULT,
+    CEL__FIELD_TIMELIMIT,
+    CEL__FIELD_COUNT
+} cel__task_field_t;
+
+typedef struct cel__field_name {
+    const char *text;
+    size_t len;
+} cel__field_name_t;
+
+extern const cel__field_name_t cel__task_field_names[CEL__FIELD_COUNT];
+
+/* The JSON type of one header value, in the classes the decoder checks.
+ * CEL__VALUE_PAIR is a list of exactly two members. */
+typedef enum cel__value_kind {
+    CEL__VALUE_ABSENT,
+    CEL__VALUE_NULL,
+    CEL__VALUE_TEXT,
+    CEL__VALUE_INTEGER,
+    CEL__VALUE_REAL,
+    CEL__VALUE_TRUE,
+    CEL__VALUE_PAIR,
+    CEL__VALUE_OTHER
+} cel__value_kind_t;
+
+/* A header value without the header's container. Text is borrowed and
+ * has no terminating NUL. */
+typedef struct cel__value {
+    cel__value_kind_t kind;
+    const char *text; /* CEL__VALUE_TEXT */
+    size_t len;
+    long long integer; /* CEL__VALUE_INTEGER */
+    double real;       /* CEL__VALUE_REAL */
+} cel__value_t;
+
+/* The decoder's headers, read once from a JSON object or an AMQP table. */
+typedef struct cel__task_fields {
+    cel__value_t value[CEL__FIELD_COUNT];
+    /* The two members of timelimit when it is a CEL__VALUE_PAIR, each
+     * one of NULL, INTEGER, REAL or OTHER. */
+    cel__value_t timelimit[2];
+} cel__task_fields_t;
+
 /* An AMQP message as the transport received it. All fields are borrowed. */
 typedef struct cel__wire_message {
     const char *content_type;     /* NULL when absent */
@@ -32,6 +91,11 @@ typedef struct cel__wire_message {
     const char *reply_to;         /* NULL when absent */
     int priority;                 /* -1 when absent */
     json_t *headers;              /* object, or NULL when absent */
+    /* Set instead of headers by a transport that read the fields itself,
+     * only for a v2 message with a task header, no compression header,
+     * at most max_headers headers and a body that starts with '['. The
+     * decoded message then has NULL headers. */
+    const cel__task_fields_t *fields;
     const void *body;
     size_t body_len;
 } cel__wire_message_t;

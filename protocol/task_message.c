@@ -65,95 +65,185 @@ static char *kwargs_repr(json_t *kwargs)
     return kwargs ? cel__pyrepr(kwargs, 1024, false) : strdup("{}");
 }
 
-/* Reads an optional ISO-8601 field into its text and timestamp. */
-static int read_time_field(json_t *fields, const char *key, char **text,
-                           double *ts, char *why, size_t why_len)
+#define FIELD_NAME(text) {text, sizeof text - 1}
+
+const cel__field_name_t cel__task_field_names[CEL__FIELD_COUNT] = {
+    [CEL__FIELD_ID] = FIELD_NAME("id"),
+    [CEL__FIELD_TASK] = FIELD_NAME("task"),
+    [CEL__FIELD_SHADOW] = FIELD_NAME("shadow"),
+    [CEL__FIELD_ROOT_ID] = FIELD_NAME("root_id"),
+    [CEL__FIELD_PARENT_ID] = FIELD_NAME("parent_id"),
+    [CEL__FIELD_GROUP] = FIELD_NAME("group"),
+    [CEL__FIELD_ORIGIN] = FIELD_NAME("origin"),
+    [CEL__FIELD_ARGSREPR] = FIELD_NAME("argsrepr"),
+    [CEL__FIELD_KWARGSREPR] = FIELD_NAME("kwargsrepr"),
+    [CEL__FIELD_ETA] = FIELD_NAME("eta"),
+    [CEL__FIELD_EXPIRES] = FIELD_NAME("expires"),
+    [CEL__FIELD_RETRIES] = FIELD_NAME("retries"),
+    [CEL__FIELD_GROUP_INDEX] = FIELD_NAME("group_index"),
+    [CEL__FIELD_IGNORE_RESULT] = FIELD_NAME("ignore_result"),
+    [CEL__FIELD_TIMELIMIT] = FIELD_NAME("timelimit"),
+};
+
+static cel__value_t value_from_json(json_t *value)
 {
-    json_t *value = json_object_get(fields, key);
-    if (value == NULL || json_is_null(value))
-        return CEL_OK;
-    if (!json_is_string(value))
-        return fail(why, why_len, CEL_EINVALTASK, "%s is not a string", key);
-    if (cel__iso8601_parse(json_string_value(value), ts) != 0)
-        return fail(why, why_len, CEL_EINVALTASK,
-                    "%s '%.64s' is not an ISO-8601 date-time", key,
-                    json_string_value(value));
-    *text = strdup(json_string_value(value));
-    return *text ? CEL_OK : CEL_ENOMEM;
+    cel__value_t out = {.kind = CEL__VALUE_OTHER};
+    if (value == NULL) {
+        out.kind = CEL__VALUE_ABSENT;
+    } else if (json_is_null(value)) {
+        out.kind = CEL__VALUE_NULL;
+    } else if (json_is_string(value)) {
+        out.kind = CEL__VALUE_TEXT;
+        out.text = json_string_value(value);
+        out.len = json_string_length(value);
+    } else if (json_is_integer(value)) {
+        out.kind = CEL__VALUE_INTEGER;
+        out.integer = json_integer_value(value);
+    } else if (json_is_real(value)) {
+        out.kind = CEL__VALUE_REAL;
+        out.real = json_real_value(value);
+    } else if (json_is_true(value)) {
+        out.kind = CEL__VALUE_TRUE;
+    } else if (json_is_array(value) && json_array_size(value) == 2) {
+        out.kind = CEL__VALUE_PAIR;
+    }
+    return out;
 }
 
-static int read_number_or_null(json_t *value, double *out)
+static void fields_from_json(json_t *object, cel__task_fields_t *out)
 {
-    if (value == NULL || json_is_null(value)) {
+    for (int i = 0; i < CEL__FIELD_COUNT; i++)
+        out->value[i] =
+            value_from_json(json_object_get(object, cel__task_field_names[i].text));
+    json_t *timelimit = json_object_get(object, "timelimit");
+    for (size_t i = 0; i < 2; i++)
+        out->timelimit[i] = value_from_json(json_array_get(timelimit, i));
+}
+
+/* Returns a copy of a text value up to its first NUL, NULL when the value
+ * is absent or not text. */
+static char *copy_text(const cel__value_t *value)
+{
+    if (value->kind != CEL__VALUE_TEXT)
+        return NULL;
+    return value->len ? strndup(value->text, value->len) : strdup("");
+}
+
+/* Reads an optional ISO-8601 field into its text and timestamp. */
+static int read_time_field(const cel__task_fields_t *fields,
+                           cel__task_field_t field, char **text, double *ts,
+                           char *why, size_t why_len)
+{
+    const cel__value_t *value = &fields->value[field];
+    const char *key = cel__task_field_names[field].text;
+    if (value->kind == CEL__VALUE_ABSENT || value->kind == CEL__VALUE_NULL)
+        return CEL_OK;
+    if (value->kind != CEL__VALUE_TEXT)
+        return fail(why, why_len, CEL_EINVALTASK, "%s is not a string", key);
+    char *copy = copy_text(value);
+    if (copy == NULL)
+        return CEL_ENOMEM;
+    if (cel__iso8601_parse(copy, ts) != 0) {
+        int status = fail(why, why_len, CEL_EINVALTASK,
+                          "%s '%.64s' is not an ISO-8601 date-time", key, copy);
+        free(copy);
+        return status;
+    }
+    *text = copy;
+    return CEL_OK;
+}
+
+static int read_number_or_null(const cel__value_t *value, double *out)
+{
+    switch (value->kind) {
+    case CEL__VALUE_NULL:
         *out = 0;
         return 0;
-    }
-    if (!json_is_number(value) || json_number_value(value) < 0)
+    case CEL__VALUE_INTEGER:
+        if (value->integer < 0)
+            return -1;
+        *out = (double)value->integer;
+        return 0;
+    case CEL__VALUE_REAL:
+        if (value->real < 0)
+            return -1;
+        *out = value->real;
+        return 0;
+    default:
         return -1;
-    *out = json_number_value(value);
-    return 0;
+    }
 }
 
-static int read_timelimit(json_t *fields, cel__task_message_t *out, char *why,
-                          size_t why_len)
+static int read_timelimit(const cel__task_fields_t *fields,
+                          cel__task_message_t *out, char *why, size_t why_len)
 {
-    json_t *value = json_object_get(fields, "timelimit");
-    if (value == NULL || json_is_null(value))
+    cel__value_kind_t kind = fields->value[CEL__FIELD_TIMELIMIT].kind;
+    if (kind == CEL__VALUE_ABSENT || kind == CEL__VALUE_NULL)
         return CEL_OK;
-    if (!json_is_array(value) || json_array_size(value) != 2 ||
-        read_number_or_null(json_array_get(value, 0), &out->time_limit) ||
-        read_number_or_null(json_array_get(value, 1), &out->soft_time_limit))
+    if (kind != CEL__VALUE_PAIR ||
+        read_number_or_null(&fields->timelimit[0], &out->time_limit) ||
+        read_number_or_null(&fields->timelimit[1], &out->soft_time_limit))
         return fail(why, why_len, CEL_EINVALTASK,
                     "timelimit is not [hard, soft] with numbers or nulls");
     return CEL_OK;
 }
 
 /* Fills the metadata fields shared by every protocol form. */
-static int read_fields(json_t *fields, cel__task_message_t *out, char *why,
-                       size_t why_len)
+static int read_fields(const cel__task_fields_t *fields,
+                       cel__task_message_t *out, char *why, size_t why_len)
 {
+    const cel__value_t *value = fields->value;
     free(out->id);
     free(out->task);
-    out->id = copy_string(fields, "id");
-    out->task = copy_string(fields, "task");
+    out->id = copy_text(&value[CEL__FIELD_ID]);
+    out->task = copy_text(&value[CEL__FIELD_TASK]);
     if (out->id == NULL)
         return fail(why, why_len, CEL_EINVALTASK, "the task id is missing");
     if (out->task == NULL)
         return fail(why, why_len, CEL_EINVALTASK, "the task name is missing");
 
-    out->shadow = copy_string(fields, "shadow");
-    out->root_id = copy_string(fields, "root_id");
-    out->parent_id = copy_string(fields, "parent_id");
-    out->group = copy_string(fields, "group");
-    out->origin = copy_string(fields, "origin");
-    out->argsrepr = copy_string(fields, "argsrepr");
-    out->kwargsrepr = copy_string(fields, "kwargsrepr");
+    out->shadow = copy_text(&value[CEL__FIELD_SHADOW]);
+    out->root_id = copy_text(&value[CEL__FIELD_ROOT_ID]);
+    out->parent_id = copy_text(&value[CEL__FIELD_PARENT_ID]);
+    out->group = copy_text(&value[CEL__FIELD_GROUP]);
+    out->origin = copy_text(&value[CEL__FIELD_ORIGIN]);
+    out->argsrepr = copy_text(&value[CEL__FIELD_ARGSREPR]);
+    out->kwargsrepr = copy_text(&value[CEL__FIELD_KWARGSREPR]);
 
-    json_t *retries = json_object_get(fields, "retries");
-    if (retries != NULL && !json_is_null(retries)) {
-        if (!json_is_integer(retries) || json_integer_value(retries) < 0 ||
-            json_integer_value(retries) > 1000000000)
+    const cel__value_t *retries = &value[CEL__FIELD_RETRIES];
+    if (retries->kind != CEL__VALUE_ABSENT && retries->kind != CEL__VALUE_NULL) {
+        if (retries->kind != CEL__VALUE_INTEGER || retries->integer < 0 ||
+            retries->integer > 1000000000)
             return fail(why, why_len, CEL_EINVALTASK,
                         "retries is not a non-negative integer");
-        out->retries = (int)json_integer_value(retries);
+        out->retries = (int)retries->integer;
     }
 
-    json_t *group_index = json_object_get(fields, "group_index");
-    if (json_is_integer(group_index)) {
-        out->group_index = (int)json_integer_value(group_index);
+    const cel__value_t *group_index = &value[CEL__FIELD_GROUP_INDEX];
+    if (group_index->kind == CEL__VALUE_INTEGER) {
+        out->group_index = (int)group_index->integer;
         out->has_group_index = true;
     }
 
-    out->ignore_result = json_is_true(json_object_get(fields, "ignore_result"));
+    out->ignore_result = value[CEL__FIELD_IGNORE_RESULT].kind == CEL__VALUE_TRUE;
 
     int status = read_timelimit(fields, out, why, why_len);
     if (status == CEL_OK)
-        status = read_time_field(fields, "eta", &out->eta, &out->eta_ts, why,
-                                 why_len);
+        status = read_time_field(fields, CEL__FIELD_ETA, &out->eta,
+                                 &out->eta_ts, why, why_len);
     if (status == CEL_OK)
-        status = read_time_field(fields, "expires", &out->expires,
+        status = read_time_field(fields, CEL__FIELD_EXPIRES, &out->expires,
                                  &out->expires_ts, why, why_len);
     return status;
+}
+
+/* Reads the fields of a JSON object: the headers, or a v1 body. */
+static int read_json_fields(json_t *object, cel__task_message_t *out,
+                            char *why, size_t why_len)
+{
+    cel__task_fields_t fields;
+    fields_from_json(object, &fields);
+    return read_fields(&fields, out, why, why_len);
 }
 
 /* Returns new references to args and kwargs as a task gets them: a
@@ -251,7 +341,7 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
     if (json_is_object(body) && json_object_get(body, "args") != NULL) {
         out->hybrid = true;
         json_t *fields = hybrid_fields(body, in->headers);
-        int status = read_fields(fields, out, why, why_len);
+        int status = read_json_fields(fields, out, why, why_len);
         json_decref(fields);
         if (status != CEL_OK)
             return status;
@@ -267,7 +357,8 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
     if (!json_is_array(body) || json_array_size(body) != 3)
         return fail(why, why_len, CEL_EINVALTASK,
                     "the body is not a list of [args, kwargs, embed]");
-    int status = read_fields(in->headers, out, why, why_len);
+    int status = in->fields ? read_fields(in->fields, out, why, why_len)
+                            : read_json_fields(in->headers, out, why, why_len);
     if (status == CEL_OK)
         status = read_arguments(json_array_get(body, 0),
                                 json_array_get(body, 1), out, why, why_len);
@@ -289,7 +380,7 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
     json_object_del(fields, "kwargsrepr");
     json_object_del(fields, "root_id");
     json_object_del(fields, "parent_id");
-    int status = read_fields(fields, out, why, why_len);
+    int status = read_json_fields(fields, out, why, why_len);
     json_decref(fields);
     if (status != CEL_OK)
         return status;
@@ -305,6 +396,46 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
         out->kwargsrepr = kwargs_repr(out->kwargs);
     }
     return status;
+}
+
+/* Celery's embed for a task without callbacks, errbacks, chain or chord,
+ * as kombu 5.2's json writes it at the end of a v2 body. */
+#define EMPTY_EMBED_END                                                        \
+    ", {\"callbacks\": null, \"errbacks\": null, \"chain\": null, "         \
+    "\"chord\": null}]"
+
+/* Longest body that parse_without_empty_embed copies to the stack. */
+#define EMPTY_EMBED_BODY_MAX 4096
+
+/* Parses a body that ends with the empty embed as [args, kwargs, null],
+ * which the decoder reads as it reads the embed, without building and
+ * freeing the embed's object. Returns false, to have the whole text
+ * parsed, unless the text before the embed is a list of two members:
+ * then the whole text is that list with the embed as a third member.
+ * The embed nests one level, so max_depth must allow two. */
+static bool parse_without_empty_embed(const char *bytes, size_t len,
+                                      int max_depth, json_t **body)
+{
+    size_t end_len = strlen(EMPTY_EMBED_END);
+    if (max_depth < 2 || len <= end_len || len > EMPTY_EMBED_BODY_MAX ||
+        memcmp(bytes + len - end_len, EMPTY_EMBED_END, end_len) != 0)
+        return false;
+    char text[EMPTY_EMBED_BODY_MAX];
+    size_t head_len = len - end_len;
+    memcpy(text, bytes, head_len);
+    text[head_len] = ']';
+    json_t *list = NULL;
+    char reason[160];
+    if (cel__json_parse(text, head_len + 1, max_depth, &list, reason,
+                        sizeof reason) != CEL_OK)
+        return false;
+    if (!json_is_array(list) || json_array_size(list) != 2 ||
+        json_array_append_new(list, json_null()) != 0) {
+        json_decref(list);
+        return false;
+    }
+    *body = list;
+    return true;
 }
 
 /* Decompresses and parses the body. On success *body is a new reference. */
@@ -340,6 +471,10 @@ static int parse_body(const cel__wire_message_t *in,
         bytes = inflated;
     }
 
+    if (parse_without_empty_embed(bytes, len, limits->max_depth, body)) {
+        free(inflated);
+        return CEL_OK;
+    }
     char reason[160];
     int parsed = cel__json_parse(bytes, len, limits->max_depth, body, reason,
                                  sizeof reason);
@@ -374,8 +509,13 @@ int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
     if (in->headers != NULL && !json_is_object(in->headers))
         return fail(why, why_len, CEL_EINVALTASK,
                     "the headers are not a table");
-    out->id = copy_string(in->headers, "id");
-    out->task = copy_string(in->headers, "task");
+    if (in->fields != NULL) {
+        out->id = copy_text(&in->fields->value[CEL__FIELD_ID]);
+        out->task = copy_text(&in->fields->value[CEL__FIELD_TASK]);
+    } else {
+        out->id = copy_string(in->headers, "id");
+        out->task = copy_string(in->headers, "task");
+    }
     if (out->id == NULL && out->task != NULL)
         out->id = dup_or_null(in->correlation_id);
 

@@ -64,7 +64,8 @@ $(BUILD)/celeriac: $(WORKER_OBJ) $(BUILD)/libceleriac.a
 $(BUILD)/demo_tasks.so: examples/demo_tasks.c include/celeriac/celeriac.h
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libceleriac.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libceleriac.a \
+    $(wildcard tests/unit/support_*.c tests/unit/support_*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -DCEL_TEST_DATA='"tests/data"' \
 	    -o $@ $< $(wildcard tests/unit/support_*.c) $(BUILD)/libceleriac.a \

@@ -1,4 +1,5 @@
 /* AMQP field tables to JSON and back, typed the way py-amqp expects. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,11 +118,14 @@ static int value_to_json(const amqp_field_value_t *value, int depth,
         *out = json_integer((json_int_t)(int64_t)v->value.u64);
         break;
     case AMQP_FIELD_KIND_F32:
-        *out = json_real(v->value.f32);
+    case AMQP_FIELD_KIND_F64: {
+        double real = v->kind == AMQP_FIELD_KIND_F32 ? v->value.f32
+                                                     : v->value.f64;
+        if (!isfinite(real))
+            return CEL_EINVALTASK; /* JSON has no NaN or infinity */
+        *out = json_real(real);
         break;
-    case AMQP_FIELD_KIND_F64:
-        *out = json_real(v->value.f64);
-        break;
+    }
     case AMQP_FIELD_KIND_DECIMAL:
         *out = json_real(decimal_value(v->value.decimal));
         break;
@@ -130,7 +134,7 @@ static int value_to_json(const amqp_field_value_t *value, int depth,
         break;
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        /* rabbitmq-c gives an empty string a NULL pointer. */
+        /* An empty string may come with a NULL pointer. */
         if (v->value.bytes.len == 0)
             *out = json_string("");
         else if (is_ascii(v->value.bytes.bytes, v->value.bytes.len))
@@ -168,7 +172,8 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
     if (status == CEL_EINVALTASK)
         snprintf(why, why_len,
                  "a header holds a value JSON cannot carry (text that is "
-                 "not UTF-8, or nesting deeper than %d)",
+                 "not UTF-8, a NaN or infinite float, or nesting deeper "
+                 "than %d)",
                  MAX_TABLE_DEPTH);
     return status;
 }
@@ -192,12 +197,14 @@ static bool value_is_plain(const amqp_field_value_t *value, int depth)
     case AMQP_FIELD_KIND_U32:
     case AMQP_FIELD_KIND_I64:
     case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_F32:
-    case AMQP_FIELD_KIND_F64:
     case AMQP_FIELD_KIND_DECIMAL:
     case AMQP_FIELD_KIND_TIMESTAMP:
     case AMQP_FIELD_KIND_VOID:
         return true;
+    case AMQP_FIELD_KIND_F32:
+        return isfinite(value->value.f32);
+    case AMQP_FIELD_KIND_F64:
+        return isfinite(value->value.f64);
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
         return is_ascii(value->value.bytes.bytes, value->value.bytes.len);

@@ -2,6 +2,7 @@
 #include "support_golden.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,187 @@ json_t *golden_untag(json_t *tagged)
     if (tag[0] == 'F')
         return untag_table(value);
     return untag_scalar(tag[0], value);
+}
+
+/* ---- AMQP field tables ------------------------------------------------- */
+
+static int tagged_to_field(json_t *tagged, amqp_pool_t *pool,
+                           amqp_field_value_t *out);
+
+/* rabbitmq-c 0.11.0's amqp_pool_alloc returns NULL for 0 bytes. */
+static void *pool_alloc_array(amqp_pool_t *pool, size_t count, size_t size)
+{
+    return amqp_pool_alloc(pool, (count ? count : 1) * size);
+}
+
+static int string_to_bytes(json_t *value, amqp_pool_t *pool, amqp_bytes_t *out)
+{
+    if (!json_is_string(value))
+        return -1;
+    size_t len = json_string_length(value);
+    *out = amqp_empty_bytes;
+    if (len == 0)
+        return 0;
+    amqp_pool_alloc_bytes(pool, len, out);
+    if (out->bytes == NULL)
+        return -1;
+    memcpy(out->bytes, json_string_value(value), len);
+    return 0;
+}
+
+static int tagged_to_array(json_t *items, amqp_pool_t *pool, amqp_array_t *out)
+{
+    if (!json_is_array(items))
+        return -1;
+    size_t count = json_array_size(items);
+    out->num_entries = 0;
+    out->entries = pool_alloc_array(pool, count, sizeof *out->entries);
+    if (out->entries == NULL)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = json_array_get(items, i);
+        if (tagged_to_field(item, pool, &out->entries[i]) != 0)
+            return -1;
+        out->num_entries++;
+    }
+    return 0;
+}
+
+/* Reads an integer for a kind whose range is [min, max]. */
+static int integer_in_range(json_t *value, json_int_t min, json_int_t max,
+                            json_int_t *out)
+{
+    if (!json_is_integer(value))
+        return -1;
+    *out = json_integer_value(value);
+    return *out >= min && *out <= max ? 0 : -1;
+}
+
+static int scalar_to_field(char tag, json_t *value, amqp_field_value_t *out)
+{
+    json_int_t number = 0;
+    out->kind = (uint8_t)tag;
+    switch (tag) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        if (!json_is_boolean(value))
+            return -1;
+        out->value.boolean = json_is_true(value);
+        return 0;
+    case AMQP_FIELD_KIND_I8:
+        if (integer_in_range(value, INT8_MIN, INT8_MAX, &number) != 0)
+            return -1;
+        out->value.i8 = (int8_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_U8:
+        if (integer_in_range(value, 0, UINT8_MAX, &number) != 0)
+            return -1;
+        out->value.u8 = (uint8_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_I16:
+        if (integer_in_range(value, INT16_MIN, INT16_MAX, &number) != 0)
+            return -1;
+        out->value.i16 = (int16_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_U16:
+        if (integer_in_range(value, 0, UINT16_MAX, &number) != 0)
+            return -1;
+        out->value.u16 = (uint16_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_I32:
+        if (integer_in_range(value, INT32_MIN, INT32_MAX, &number) != 0)
+            return -1;
+        out->value.i32 = (int32_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_U32:
+        if (integer_in_range(value, 0, UINT32_MAX, &number) != 0)
+            return -1;
+        out->value.u32 = (uint32_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_I64:
+        if (integer_in_range(value, INT64_MIN, INT64_MAX, &number) != 0)
+            return -1;
+        out->value.i64 = number;
+        return 0;
+    case AMQP_FIELD_KIND_U64:
+        /* py-amqp's signed 'L': keep the two's complement bits. */
+        if (integer_in_range(value, INT64_MIN, INT64_MAX, &number) != 0)
+            return -1;
+        out->value.u64 = (uint64_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        if (integer_in_range(value, 0, INT64_MAX, &number) != 0)
+            return -1;
+        out->value.u64 = (uint64_t)number;
+        return 0;
+    case AMQP_FIELD_KIND_F32:
+        if (!json_is_number(value))
+            return -1;
+        out->value.f32 = (float)json_number_value(value);
+        return 0;
+    case AMQP_FIELD_KIND_F64:
+        if (!json_is_number(value))
+            return -1;
+        out->value.f64 = json_number_value(value);
+        return 0;
+    case AMQP_FIELD_KIND_VOID:
+        return json_is_null(value) ? 0 : -1;
+    default:
+        return -1;
+    }
+}
+
+static int tagged_to_field(json_t *tagged, amqp_pool_t *pool,
+                           amqp_field_value_t *out)
+{
+    if (!json_is_array(tagged) || json_array_size(tagged) != 2)
+        return -1;
+    const char *tag = json_string_value(json_array_get(tagged, 0));
+    json_t *value = json_array_get(tagged, 1);
+    if (tag == NULL || strlen(tag) != 1)
+        return -1;
+    switch (tag[0]) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        out->kind = (uint8_t)tag[0];
+        return string_to_bytes(value, pool, &out->value.bytes);
+    case AMQP_FIELD_KIND_ARRAY:
+        out->kind = AMQP_FIELD_KIND_ARRAY;
+        return tagged_to_array(value, pool, &out->value.array);
+    case AMQP_FIELD_KIND_TABLE:
+        out->kind = AMQP_FIELD_KIND_TABLE;
+        return golden_table_build(value, pool, &out->value.table);
+    default:
+        return scalar_to_field(tag[0], value, out);
+    }
+}
+
+int golden_table_build(json_t *tagged, amqp_pool_t *pool, amqp_table_t *out)
+{
+    out->num_entries = 0;
+    out->entries = NULL;
+    if (!json_is_object(tagged))
+        return -1;
+    out->entries =
+        pool_alloc_array(pool, json_object_size(tagged), sizeof *out->entries);
+    if (out->entries == NULL)
+        return -1;
+    const char *key;
+    json_t *item;
+    json_object_foreach(tagged, key, item) {
+        amqp_table_entry_t *entry = &out->entries[out->num_entries];
+        size_t key_len = strlen(key);
+        entry->key = amqp_empty_bytes;
+        if (key_len > 0) {
+            amqp_pool_alloc_bytes(pool, key_len, &entry->key);
+            if (entry->key.bytes == NULL)
+                return -1;
+            memcpy(entry->key.bytes, key, key_len);
+        }
+        if (tagged_to_field(item, pool, &entry->value) != 0)
+            return -1;
+        out->num_entries++;
+    }
+    return 0;
 }
 
 /* ---- messages ----------------------------------------------------------- */

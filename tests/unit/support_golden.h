@@ -10,6 +10,7 @@
 #ifndef CELERIAC_TESTS_SUPPORT_GOLDEN_H
 #define CELERIAC_TESTS_SUPPORT_GOLDEN_H
 
+#include <amqp.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -73,6 +74,23 @@ json_t *golden_body_json(const golden_message_t *msg);
  * unknown tag or a value that is not a [tag, value] pair.
  */
 json_t *golden_untag(json_t *tagged);
+
+/*
+ * Builds an AMQP field table from a tagged header object, as rabbitmq-c
+ * would decode the bytes py-amqp sent. Each tag is the field's type byte
+ * on the wire, which is also the value of rabbitmq-c's AMQP_FIELD_KIND_*
+ * constant. So ["L", -1] becomes a U64 holding the bits of -1, because
+ * py-amqp (amqp/serialization.py) writes signed 64-bit integers under 'L'
+ * and rabbitmq-c reads 'L' as unsigned. A string becomes its UTF-8 bytes,
+ * with a NULL pointer when it is empty. Keys keep the object's order, and
+ * everything is allocated from `pool`.
+ *
+ * Returns 0, or -1 on a tag with no AMQP_FIELD_KIND_*, on a value outside
+ * the JSON type or range of its kind, on 'D' (the files store a decimal as
+ * a plain number, which does not give its scale) or when an allocation
+ * fails.
+ */
+int golden_table_build(json_t *tagged, amqp_pool_t *pool, amqp_table_t *out);
 
 /*
  * Decodes standard base64 (with or without '=' padding) into a malloc'd

@@ -35,10 +35,15 @@ static int table_to_object(const amqp_table_t *table, int depth, json_t **out)
         return CEL_ENOMEM;
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
-        /* A short string: at most 255 bytes, maybe with NUL bytes, which
-         * jansson takes in a key of known length. */
+        /* A short string: at most 255 bytes. jansson 2.14 stores a key
+         * with NUL bytes, but json_deep_copy cuts it at the NUL and a
+         * prefork child's parser rejects it, so it is not taken. */
         const char *key = entry->key.len ? entry->key.bytes : "";
         size_t len = entry->key.len;
+        if (memchr(key, '\0', len) != NULL) {
+            json_decref(object);
+            return CEL_EINVALTASK;
+        }
         json_t *item;
         int status = value_to_json(&entry->value, depth + 1, &item);
         int set = -1;
@@ -172,8 +177,8 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
     if (status == CEL_EINVALTASK)
         snprintf(why, why_len,
                  "a header holds a value JSON cannot carry (text that is "
-                 "not UTF-8, a NaN or infinite float, or nesting deeper "
-                 "than %d)",
+                 "not UTF-8, a key with a NUL byte, a NaN or infinite "
+                 "float, or nesting deeper than %d)",
                  MAX_TABLE_DEPTH);
     return status;
 }
@@ -181,8 +186,9 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
 static bool table_is_plain(const amqp_table_t *table, int depth);
 
 /* True when value_to_json converts the value without failing and without
- * a UTF-8 check: every text in it is ASCII, and it nests no deeper than
- * MAX_TABLE_DEPTH. The depths follow value_to_json's. */
+ * a UTF-8 check: its text is ASCII, its floats are finite, its keys have
+ * no NUL byte, and it nests no deeper than MAX_TABLE_DEPTH. The depths
+ * follow value_to_json's. */
 static bool value_is_plain(const amqp_field_value_t *value, int depth)
 {
     if (depth > MAX_TABLE_DEPTH)
@@ -225,6 +231,8 @@ static bool table_is_plain(const amqp_table_t *table, int depth)
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
         if (!is_ascii(entry->key.bytes, entry->key.len) ||
+            (entry->key.len > 0 &&
+             memchr(entry->key.bytes, '\0', entry->key.len) != NULL) ||
             !value_is_plain(&entry->value, depth + 1))
             return false;
     }

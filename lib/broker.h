@@ -129,8 +129,8 @@ amqp_connection_state_t cel__broker_connection(cel__broker_t *broker);
 /*
  * Converts received headers to a JSON object (new reference). Fails with
  * CEL_ETOOMANY past max_headers keys and CEL_EINVALTASK for values JSON
- * cannot carry (text that is not UTF-8, NaN or infinite floats, nesting
- * past 32 levels).
+ * cannot carry (text that is not UTF-8, keys with NUL bytes, NaN or
+ * infinite floats, nesting past 32 levels).
  */
 int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
                        json_t **out, char *why, size_t why_len);
@@ -140,7 +140,8 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
  * JSON object. Returns false, and leaves the message to
  * cel__table_to_json, unless all of these hold: the table has at most
  * max_headers entries, and it converts to JSON without any check that
- * could fail (ASCII text only, finite floats, nesting within 32 levels).
+ * could fail (ASCII text, keys without NUL bytes, finite floats, nesting
+ * within 32 levels).
  * It names the task as text and has no compression header. Text in *out
  * points into the table.
  */

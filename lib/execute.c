@@ -215,6 +215,23 @@ static int send_retry(cel_worker_t *worker, const cel__request_t *request,
     char *body = NULL;
     size_t body_len = 0;
     int status = cel__task_encode_v2(&next, &headers, &body, &body_len);
+    if (status == CEL_OK &&
+        json_object_size(headers) > worker->limits.max_headers) {
+        /* The standard headers that the retry adds would make a message
+         * this worker rejects, so the custom ones are left out, as
+         * Celery 5.2 leaves them out of every retry. */
+        cel__log(worker->app, CEL_LOG_WARNING,
+                 "Task %s[%s] is retried without its custom headers: with "
+                 "them the message would have %zu headers, over the cap "
+                 "of %zu",
+                 request->msg.task, request->msg.id, json_object_size(headers),
+                 worker->limits.max_headers);
+        json_decref(headers);
+        free(body);
+        json_decref(next.headers);
+        next.headers = NULL;
+        status = cel__task_encode_v2(&next, &headers, &body, &body_len);
+    }
     json_decref(next.args);
     json_decref(next.kwargs);
     json_decref(next.headers);

@@ -201,6 +201,13 @@ static int read_fields(const cel__task_fields_t *fields,
         return fail(why, why_len, CEL_EINVALTASK, "the task id is missing");
     if (out->task == NULL)
         return fail(why, why_len, CEL_EINVALTASK, "the task name is missing");
+    /* The copies end at a NUL byte, which would name another task. */
+    if (strlen(out->id) != value[CEL__FIELD_ID].len)
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "the task id contains a NUL byte");
+    if (strlen(out->task) != value[CEL__FIELD_TASK].len)
+        return fail(why, why_len, CEL_EINVALTASK,
+                    "the task name contains a NUL byte");
 
     out->shadow = copy_text(&value[CEL__FIELD_SHADOW]);
     out->root_id = copy_text(&value[CEL__FIELD_ROOT_ID]);

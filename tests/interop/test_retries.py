@@ -1,10 +1,12 @@
 """tasks.flaky retries itself with countdown 0.2 s and max_retries 5."""
 
 import time
+import uuid
 
 import pytest
 
-from support import RESULT_TIMEOUT, publish_task_v2, queue_message_count
+from support import (RESULT_TIMEOUT, publish_raw, publish_task_v2,
+                     queue_message_count, task_body_v2)
 
 RETRY_COUNTDOWN = 0.2
 
@@ -54,3 +56,20 @@ def test_retries_leave_queue_empty(client, worker):
     with pytest.raises(RuntimeError):
         result.get(timeout=RESULT_TIMEOUT)
     assert queue_message_count(worker.queue) == 0
+
+
+def test_retry_of_message_near_header_cap(worker, worker_kind, reply_queue):
+    """A message with few standard headers and many custom ones, 256 in all
+    (the cap), must still retry: the standard headers a retry adds would
+    take it past the cap, so celeriac leaves the custom ones out."""
+    task_id = str(uuid.uuid4())
+    headers = {"lang": "py", "task": "tasks.flaky", "id": task_id}
+    headers.update({f"x-{i:04d}": i for i in range(256 - len(headers))})
+    publish_raw(worker.queue, task_body_v2([1]), headers=headers,
+                correlation_id=task_id, reply_to=reply_queue.name)
+    messages = reply_queue.wait_for(task_id)
+    states = [meta["status"] for meta in messages if meta["task_id"] == task_id]
+    assert states == ["RETRY", "SUCCESS"]
+    assert messages[-1]["result"] == 1
+    if worker_kind != "python":
+        assert "is retried without its custom headers" in worker.log_text()

@@ -1035,6 +1035,32 @@ START_TEST(test_read_fields_rejects_non_ascii_key)
 }
 END_TEST
 
+/* jansson's copies and the pool frames cut a key at a NUL byte, so both
+ * paths reject such a key, at the top level and in a nested table. */
+START_TEST(test_both_paths_reject_key_with_nul)
+{
+    static const char key[] = "x-a\0b";
+    static amqp_table_entry_t nested_entry[1] = {
+        {.key = {.len = sizeof key - 1, .bytes = (void *)key},
+         .value = {.kind = AMQP_FIELD_KIND_VOID}},
+    };
+    table_builder_t builder;
+    builder_init(&builder);
+    add_task_headers(&builder);
+    if (_i == 0) {
+        *builder_add_key(&builder, key, sizeof key - 1) = cstring_value("v");
+    } else {
+        amqp_field_value_t *value = builder_add(&builder, "x-nested");
+        value->kind = AMQP_FIELD_KIND_TABLE;
+        value->value.table = (amqp_table_t){1, nested_entry};
+    }
+
+    ck_assert_int_eq(json_conversion_status(&builder.table), CEL_EINVALTASK);
+    ck_assert(!fast_path_accepts(&builder.table, SIZE_MAX));
+    builder_free(&builder);
+}
+END_TEST
+
 /* A compression header of any kind, even one the decoder would ignore. */
 START_TEST(test_read_fields_rejects_compression_header)
 {
@@ -1431,6 +1457,7 @@ static Suite *amqp_table_suite(void)
     TCase *rejects = tcase_create("rejects");
     tcase_add_loop_test(rejects, test_read_fields_rejects_non_ascii_text, 0, 4);
     tcase_add_test(rejects, test_read_fields_rejects_non_ascii_key);
+    tcase_add_loop_test(rejects, test_both_paths_reject_key_with_nul, 0, 2);
     tcase_add_loop_test(rejects, test_read_fields_rejects_compression_header, 0,
                         2);
     tcase_add_test(rejects, test_read_fields_rejects_missing_task);

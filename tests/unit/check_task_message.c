@@ -1052,6 +1052,25 @@ START_TEST(test_decode_headers_not_table_are_rejected)
 }
 END_TEST
 
+/* A copy ends at the NUL byte, so "tasks.add\0x" would run tasks.add. */
+START_TEST(test_decode_nul_in_task_or_id_is_invalid)
+{
+    static const char *const keys[] = {"task", "id"};
+    static const char *const reasons[] = {"the task name contains a NUL byte",
+                                          "the task id contains a NUL byte"};
+    json_t *headers = minimal_headers();
+    json_object_set_new(headers, keys[_i], json_stringn("tasks.add\0x", 11));
+    cel__task_message_t msg;
+    char why[WHY_LEN];
+    ck_assert_int_eq(decode_text(headers, "[[1, 2], {}, null]", NULL, &msg, why),
+                     CEL_EINVALTASK);
+    ck_assert_str_eq(why, reasons[_i]);
+
+    cel__task_message_clear(&msg);
+    json_decref(headers);
+}
+END_TEST
+
 START_TEST(test_decode_missing_content_type_means_json)
 {
     json_t *headers = minimal_headers();
@@ -1860,6 +1879,8 @@ static Suite *task_message_suite(void)
                         test_decode_malformed_case_has_expected_status, 0,
                         (int)MALFORMED_COUNT);
     tcase_add_test(malformed, test_decode_unknown_task_keeps_its_name);
+    tcase_add_loop_test(malformed, test_decode_nul_in_task_or_id_is_invalid, 0,
+                        2);
     suite_add_tcase(suite, malformed);
 
     TCase *caps = tcase_create("caps");

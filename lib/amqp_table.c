@@ -28,6 +28,14 @@ static bool is_ascii(const void *bytes, size_t len)
 static int value_to_json(const amqp_field_value_t *value, int depth,
                          json_t **out);
 
+/* True when a key has a NUL byte. jansson 2.14 stores such a key, but
+ * json_deep_copy cuts it at the NUL and a prefork child's parser rejects
+ * it, so neither decode path takes it. */
+static bool key_has_nul(amqp_bytes_t key)
+{
+    return key.len > 0 && memchr(key.bytes, '\0', key.len) != NULL;
+}
+
 static int table_to_object(const amqp_table_t *table, int depth, json_t **out)
 {
     json_t *object = json_object();
@@ -35,12 +43,10 @@ static int table_to_object(const amqp_table_t *table, int depth, json_t **out)
         return CEL_ENOMEM;
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
-        /* A short string: at most 255 bytes. jansson 2.14 stores a key
-         * with NUL bytes, but json_deep_copy cuts it at the NUL and a
-         * prefork child's parser rejects it, so it is not taken. */
+        /* A short string: at most 255 bytes. */
         const char *key = entry->key.len ? entry->key.bytes : "";
         size_t len = entry->key.len;
-        if (memchr(key, '\0', len) != NULL) {
+        if (key_has_nul(entry->key)) {
             json_decref(object);
             return CEL_EINVALTASK;
         }
@@ -86,56 +92,83 @@ static double decimal_value(amqp_decimal_t decimal)
     return value;
 }
 
+/* Reads an integer kind or a timestamp. Returns false for other kinds. */
+static bool integer_value(const amqp_field_value_t *v, long long *out)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        *out = v->value.i8;
+        return true;
+    case AMQP_FIELD_KIND_U8:
+        *out = v->value.u8;
+        return true;
+    case AMQP_FIELD_KIND_I16:
+        *out = v->value.i16;
+        return true;
+    case AMQP_FIELD_KIND_U16:
+        *out = v->value.u16;
+        return true;
+    case AMQP_FIELD_KIND_I32:
+        *out = v->value.i32;
+        return true;
+    case AMQP_FIELD_KIND_U32:
+        *out = v->value.u32;
+        return true;
+    case AMQP_FIELD_KIND_I64:
+        *out = v->value.i64;
+        return true;
+    case AMQP_FIELD_KIND_U64:
+        /* py-amqp writes Python ints beyond 32 bits as signed 64-bit under
+         * tag 'L', which rabbitmq-c names U64: read the bits back signed. */
+        *out = (int64_t)v->value.u64;
+        return true;
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        *out = (long long)v->value.u64;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Reads a float or a decimal. Returns false for other kinds. */
+static bool real_value(const amqp_field_value_t *v, double *out)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_F32:
+        *out = v->value.f32;
+        return true;
+    case AMQP_FIELD_KIND_F64:
+        *out = v->value.f64;
+        return true;
+    case AMQP_FIELD_KIND_DECIMAL:
+        *out = decimal_value(v->value.decimal);
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int value_to_json(const amqp_field_value_t *value, int depth,
                          json_t **out)
 {
     if (depth > MAX_TABLE_DEPTH)
         return CEL_EINVALTASK;
     const amqp_field_value_t *v = value;
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-        *out = json_boolean(v->value.boolean);
-        break;
-    case AMQP_FIELD_KIND_I8:
-        *out = json_integer(v->value.i8);
-        break;
-    case AMQP_FIELD_KIND_U8:
-        *out = json_integer(v->value.u8);
-        break;
-    case AMQP_FIELD_KIND_I16:
-        *out = json_integer(v->value.i16);
-        break;
-    case AMQP_FIELD_KIND_U16:
-        *out = json_integer(v->value.u16);
-        break;
-    case AMQP_FIELD_KIND_I32:
-        *out = json_integer(v->value.i32);
-        break;
-    case AMQP_FIELD_KIND_U32:
-        *out = json_integer(v->value.u32);
-        break;
-    case AMQP_FIELD_KIND_I64:
-        *out = json_integer(v->value.i64);
-        break;
-    case AMQP_FIELD_KIND_U64:
-        /* py-amqp writes Python ints beyond 32 bits as signed 64-bit under
-         * tag 'L', which rabbitmq-c names U64: read the bits back signed. */
-        *out = json_integer((json_int_t)(int64_t)v->value.u64);
-        break;
-    case AMQP_FIELD_KIND_F32:
-    case AMQP_FIELD_KIND_F64: {
-        double real = v->kind == AMQP_FIELD_KIND_F32 ? v->value.f32
-                                                     : v->value.f64;
+    long long integer;
+    double real;
+    if (integer_value(v, &integer)) {
+        *out = json_integer(integer);
+        return *out ? CEL_OK : CEL_ENOMEM;
+    }
+    if (real_value(v, &real)) {
         if (!isfinite(real))
             return CEL_EINVALTASK; /* JSON has no NaN or infinity */
         *out = json_real(real);
-        break;
+        return *out ? CEL_OK : CEL_ENOMEM;
     }
-    case AMQP_FIELD_KIND_DECIMAL:
-        *out = json_real(decimal_value(v->value.decimal));
-        break;
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        *out = json_integer((json_int_t)v->value.u64);
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        *out = json_boolean(v->value.boolean);
         break;
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
@@ -180,6 +213,8 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
                  "not UTF-8, a key with a NUL byte, a NaN or infinite "
                  "float, or nesting deeper than %d)",
                  MAX_TABLE_DEPTH);
+    else if (status == CEL_ENOMEM)
+        snprintf(why, why_len, "out of memory while reading the headers");
     return status;
 }
 
@@ -193,24 +228,16 @@ static bool value_is_plain(const amqp_field_value_t *value, int depth)
 {
     if (depth > MAX_TABLE_DEPTH)
         return false;
+    long long integer;
+    double real;
+    if (integer_value(value, &integer))
+        return true;
+    if (real_value(value, &real))
+        return isfinite(real);
     switch (value->kind) {
     case AMQP_FIELD_KIND_BOOLEAN:
-    case AMQP_FIELD_KIND_I8:
-    case AMQP_FIELD_KIND_U8:
-    case AMQP_FIELD_KIND_I16:
-    case AMQP_FIELD_KIND_U16:
-    case AMQP_FIELD_KIND_I32:
-    case AMQP_FIELD_KIND_U32:
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_DECIMAL:
-    case AMQP_FIELD_KIND_TIMESTAMP:
     case AMQP_FIELD_KIND_VOID:
         return true;
-    case AMQP_FIELD_KIND_F32:
-        return isfinite(value->value.f32);
-    case AMQP_FIELD_KIND_F64:
-        return isfinite(value->value.f64);
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
         return is_ascii(value->value.bytes.bytes, value->value.bytes.len);
@@ -231,8 +258,7 @@ static bool table_is_plain(const amqp_table_t *table, int depth)
     for (int i = 0; i < table->num_entries; i++) {
         const amqp_table_entry_t *entry = &table->entries[i];
         if (!is_ascii(entry->key.bytes, entry->key.len) ||
-            (entry->key.len > 0 &&
-             memchr(entry->key.bytes, '\0', entry->key.len) != NULL) ||
+            key_has_nul(entry->key) ||
             !value_is_plain(&entry->value, depth + 1))
             return false;
     }
@@ -243,66 +269,34 @@ static bool table_is_plain(const amqp_table_t *table, int depth)
  * that value_to_json would give it. */
 static cel__value_t field_value(const amqp_field_value_t *value)
 {
-    cel__value_t out = {.kind = CEL__VALUE_INTEGER};
-    const amqp_field_value_t *v = value;
-    switch (v->kind) {
+    cel__value_t out = {.kind = CEL__VALUE_OTHER};
+    if (integer_value(value, &out.integer)) {
+        out.kind = CEL__VALUE_INTEGER;
+        return out;
+    }
+    if (real_value(value, &out.real)) {
+        out.kind = CEL__VALUE_REAL;
+        return out;
+    }
+    switch (value->kind) {
     case AMQP_FIELD_KIND_BOOLEAN:
-        out.kind = v->value.boolean ? CEL__VALUE_TRUE : CEL__VALUE_OTHER;
-        break;
-    case AMQP_FIELD_KIND_I8:
-        out.integer = v->value.i8;
-        break;
-    case AMQP_FIELD_KIND_U8:
-        out.integer = v->value.u8;
-        break;
-    case AMQP_FIELD_KIND_I16:
-        out.integer = v->value.i16;
-        break;
-    case AMQP_FIELD_KIND_U16:
-        out.integer = v->value.u16;
-        break;
-    case AMQP_FIELD_KIND_I32:
-        out.integer = v->value.i32;
-        break;
-    case AMQP_FIELD_KIND_U32:
-        out.integer = v->value.u32;
-        break;
-    case AMQP_FIELD_KIND_I64:
-        out.integer = v->value.i64;
-        break;
-    case AMQP_FIELD_KIND_U64:
-        out.integer = (int64_t)v->value.u64; /* signed, as value_to_json */
-        break;
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        out.integer = (long long)v->value.u64;
-        break;
-    case AMQP_FIELD_KIND_F32:
-        out.kind = CEL__VALUE_REAL;
-        out.real = v->value.f32;
-        break;
-    case AMQP_FIELD_KIND_F64:
-        out.kind = CEL__VALUE_REAL;
-        out.real = v->value.f64;
-        break;
-    case AMQP_FIELD_KIND_DECIMAL:
-        out.kind = CEL__VALUE_REAL;
-        out.real = decimal_value(v->value.decimal);
+        if (value->value.boolean)
+            out.kind = CEL__VALUE_TRUE;
         break;
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
         out.kind = CEL__VALUE_TEXT;
-        out.text = v->value.bytes.bytes;
-        out.len = v->value.bytes.len;
+        out.text = value->value.bytes.bytes;
+        out.len = value->value.bytes.len;
         break;
     case AMQP_FIELD_KIND_VOID:
         out.kind = CEL__VALUE_NULL;
         break;
     case AMQP_FIELD_KIND_ARRAY:
-        out.kind = v->value.array.num_entries == 2 ? CEL__VALUE_PAIR
-                                                   : CEL__VALUE_OTHER;
+        if (value->value.array.num_entries == 2)
+            out.kind = CEL__VALUE_PAIR;
         break;
     default:
-        out.kind = CEL__VALUE_OTHER;
         break;
     }
     return out;

@@ -137,13 +137,12 @@ int cel__table_to_json(const amqp_table_t *table, size_t max_headers,
 
 /*
  * Reads the decoder's fields from received headers without building a
- * JSON object. Returns false, and leaves the message to
- * cel__table_to_json, unless all of these hold: the table has at most
- * max_headers entries, and it converts to JSON without any check that
- * could fail (ASCII text, keys without NUL bytes, finite floats, nesting
- * within 32 levels).
- * It names the task as text and has no compression header. Text in *out
- * points into the table.
+ * JSON object. Text in *out points into the table. Returns false, and
+ * leaves the message to cel__table_to_json, unless the table meets all
+ * of these: at most max_headers entries, a text task header, no
+ * compression header, and nothing that could fail the conversion to
+ * JSON. That means ASCII text only, no NUL byte in a key, finite floats
+ * and nesting within 32 levels.
  */
 bool cel__table_read_fields(const amqp_table_t *table, size_t max_headers,
                             cel__task_fields_t *out);

@@ -333,10 +333,16 @@ static int decode_delivery(cel_worker_t *worker, amqp_envelope_t *envelope,
     bool direct = read_fields_directly(worker, envelope, &fields);
     if (direct) {
         request->properties = malloc(raw_properties.len);
-        if (request->properties == NULL)
-            return CEL_ENOMEM;
-        memcpy(request->properties, raw_properties.bytes, raw_properties.len);
-        request->properties_len = raw_properties.len;
+        if (request->properties != NULL) {
+            memcpy(request->properties, raw_properties.bytes,
+                   raw_properties.len);
+            request->properties_len = raw_properties.len;
+        } else {
+            /* Reported as the JSON path reports it. */
+            direct = false;
+            status = CEL_ENOMEM;
+            snprintf(why, why_len, "out of memory while reading the headers");
+        }
     } else if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
         status = cel__table_to_json(&props->headers, worker->limits.max_headers,
                                     &headers, why, why_len);

@@ -27,13 +27,6 @@ static char *dup_or_null(const char *text)
     return text ? strdup(text) : NULL;
 }
 
-/* Returns a copy of a string member, NULL when it is absent or not text. */
-static char *copy_string(json_t *object, const char *key)
-{
-    json_t *value = json_object_get(object, key);
-    return json_is_string(value) ? strdup(json_string_value(value)) : NULL;
-}
-
 void cel__task_message_clear(cel__task_message_t *msg)
 {
     char **strings[] = {&msg->id,        &msg->task,      &msg->shadow,
@@ -339,7 +332,9 @@ static json_t *hybrid_fields(json_t *body, json_t *headers)
     return fields;
 }
 
+/* `fields` are the headers' fields, for a body that is not hybrid. */
 static int decode_v2(json_t *body, const cel__wire_message_t *in,
+                     const cel__task_fields_t *fields,
                      cel__task_message_t *out, char *why, size_t why_len)
 {
     out->protocol = 2;
@@ -347,9 +342,9 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
     out->headers = json_incref(in->headers);
     if (json_is_object(body) && json_object_get(body, "args") != NULL) {
         out->hybrid = true;
-        json_t *fields = hybrid_fields(body, in->headers);
-        int status = read_json_fields(fields, out, why, why_len);
-        json_decref(fields);
+        json_t *merged = hybrid_fields(body, in->headers);
+        int status = read_json_fields(merged, out, why, why_len);
+        json_decref(merged);
         if (status != CEL_OK)
             return status;
         status =
@@ -364,8 +359,7 @@ static int decode_v2(json_t *body, const cel__wire_message_t *in,
     if (!json_is_array(body) || json_array_size(body) != 3)
         return fail(why, why_len, CEL_EINVALTASK,
                     "the body is not a list of [args, kwargs, embed]");
-    int status = in->fields ? read_fields(in->fields, out, why, why_len)
-                            : read_json_fields(in->headers, out, why, why_len);
+    int status = read_fields(fields, out, why, why_len);
     if (status == CEL_OK)
         status = read_arguments(json_array_get(body, 0),
                                 json_array_get(body, 1), out, why, why_len);
@@ -411,7 +405,8 @@ static int decode_v1(json_t *body, const cel__wire_message_t *in,
     ", {\"callbacks\": null, \"errbacks\": null, \"chain\": null, "         \
     "\"chord\": null}]"
 
-/* Longest body that parse_without_empty_embed copies to the stack. */
+/* Maximum length of a body that parse_without_empty_embed copies to the
+ * stack. */
 #define EMPTY_EMBED_BODY_MAX 4096
 
 /* Parses a body that ends with the empty embed as [args, kwargs, null],
@@ -516,13 +511,16 @@ int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
     if (in->headers != NULL && !json_is_object(in->headers))
         return fail(why, why_len, CEL_EINVALTASK,
                     "the headers are not a table");
-    if (in->fields != NULL) {
-        out->id = copy_text(&in->fields->value[CEL__FIELD_ID]);
-        out->task = copy_text(&in->fields->value[CEL__FIELD_TASK]);
-    } else {
-        out->id = copy_string(in->headers, "id");
-        out->task = copy_string(in->headers, "task");
+    /* The headers' fields, read once for the id and task here and for
+     * the rest of a v2 message later. */
+    cel__task_fields_t header_fields;
+    const cel__task_fields_t *fields = in->fields;
+    if (fields == NULL) {
+        fields_from_json(in->headers, &header_fields);
+        fields = &header_fields;
     }
+    out->id = copy_text(&fields->value[CEL__FIELD_ID]);
+    out->task = copy_text(&fields->value[CEL__FIELD_TASK]);
     if (out->id == NULL && out->task != NULL)
         out->id = dup_or_null(in->correlation_id);
 
@@ -542,7 +540,7 @@ int cel__task_decode(const cel__wire_message_t *in, const cel__limits_t *limits,
         return status;
 
     if (out->task != NULL)
-        status = decode_v2(body, in, out, why, why_len);
+        status = decode_v2(body, in, fields, out, why, why_len);
     else if (json_is_object(body) &&
              json_is_string(json_object_get(body, "task")))
         status = decode_v1(body, in, out, why, why_len);

@@ -85,10 +85,10 @@ json_t *golden_untag(json_t *tagged);
  * with a NULL pointer when it is empty. Keys keep the object's order, and
  * everything is allocated from `pool`.
  *
- * Returns 0, or -1 on a tag with no AMQP_FIELD_KIND_*, on a value outside
- * the JSON type or range of its kind, on 'D' (the files store a decimal as
- * a plain number, which does not give its scale) or when an allocation
- * fails.
+ * Returns 0 on success. Returns -1 on a tag with no AMQP_FIELD_KIND_*, on
+ * a value outside the JSON type or range of its kind, or when an
+ * allocation fails. It also returns -1 on 'D', because the files store a
+ * decimal as a plain number, which does not give its scale.
  */
 int golden_table_build(json_t *tagged, amqp_pool_t *pool, amqp_table_t *out);
 
